@@ -1,0 +1,1 @@
+"""Everything that serves users of the segments: CLI, lookups, Redis view, exports."""

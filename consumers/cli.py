@@ -1,0 +1,267 @@
+"""``segstream``: the product's verbs.
+
+Every option can also be set with its ``SEGSTREAM_*`` environment variable
+(shown in ``--help``); the settings object is built once per command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from schemas.errors import SegstreamError
+from schemas.settings import Settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Real-time behavioural customer segmentation."
+)
+dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis (deploy/local).")
+schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts for producers.")
+app.add_typer(dev_app, name="dev")
+app.add_typer(schemas_app, name="schemas")
+err = Console(stderr=True)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err.print(f"[red]invalid configuration[/red] ({exc.error_count()} problems):")
+        for e in exc.errors(include_url=False, include_input=False):
+            name = "SEGSTREAM_" + "__".join(str(p) for p in e["loc"]).upper()
+            err.print(f"  {name}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+def fail(exc: Exception, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code)
+
+
+# ------------------------------------------------------------------ config
+@app.command()
+def config(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Print the effective settings (secrets masked)."""
+    data = settings().masked()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    table = Table("setting", "value", "environment variable")
+    for key, value in sorted(data.items()):
+        env = "" if key in ("topics", "consumer_group") else f"SEGSTREAM_{key.upper()}"
+        table.add_row(key, json.dumps(value) if not isinstance(value, str) else value, env)
+    Console().print(table)
+
+
+# --------------------------------------------------------------------- dev
+def _local(script: str, services: list[str]) -> None:
+    path = REPO / "deploy" / "local" / script
+    if not path.exists():
+        raise fail(FileNotFoundError(f"{path} not found (run from a source checkout)"))
+    rc = subprocess.call([str(path), *services])  # noqa: S603 - our own script
+    if rc:
+        raise typer.Exit(rc)
+
+
+@dev_app.command("up")
+def dev_up(
+    services: Annotated[list[str] | None, typer.Argument(help="kafka, redis")] = None,
+) -> None:
+    """Start the local Kafka broker and Redis server (idempotent)."""
+    _local("up", services or [])
+
+
+@dev_app.command("down")
+def dev_down(
+    services: Annotated[list[str] | None, typer.Argument(help="kafka, redis")] = None,
+) -> None:
+    """Stop them (data is kept)."""
+    _local("down", services or [])
+
+
+@dev_app.command("status")
+def dev_status(
+    services: Annotated[list[str] | None, typer.Argument(help="kafka, redis")] = None,
+) -> None:
+    """Show whether they run (exit 3 when not)."""
+    _local("status", services or [])
+
+
+# ------------------------------------------------------------------ worker
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info") -> None:
+    """Run the stream processor (until SIGTERM; shuts down gracefully)."""
+    from streams.worker import run
+
+    try:
+        run(settings(), loglevel=loglevel)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+
+
+# ---------------------------------------------------------------- generate
+@app.command()
+def generate(
+    users: Annotated[int, typer.Option(min=1, help="How many users.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same events.")] = 7,
+    truth: Annotated[Path | None, typer.Option(help="Write profile → persona JSON here.")] = None,
+) -> None:
+    """Produce the built-in synthetic web/ad/CRM stream (planted personas) to the topics."""
+    from consumers.sample import produce_sample
+
+    try:
+        n, g = produce_sample(settings(), users=users, seed=seed)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    if truth:
+        truth.write_text(json.dumps(g.truth, indent=0, sort_keys=True))
+    err.print(f"produced {n} events for {users} users")
+
+
+# ------------------------------------------------------------------ replay
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    source: Annotated[str, typer.Option(help="web, ad or crm")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN: read event field FIELD from column COLUMN."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="FIELD=VALUE: a constant for every row.")
+    ] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected rows (JSONL) here.")] = None,
+) -> None:
+    """Backfill exported history: keeps event time, validates, reports rejected rows."""
+    from consumers.replay import ReplayError, replay_file
+
+    try:
+        report = replay_file(
+            settings(),
+            file,
+            source=source,
+            fmt=fmt,
+            maps=map_ or [],
+            sets=set_ or [],
+            rejects=rejects,
+            console=err,
+        )
+    except (ReplayError, SegstreamError) as exc:
+        raise fail(exc) from None
+    err.print(
+        f"sent {report.sent} events, rejected {report.rejected}"
+        + (
+            f" ({', '.join(f'{k}: {v}' for k, v in report.reasons.items())})"
+            if report.reasons
+            else ""
+        )
+    )
+    if report.sent == 0:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ lookup
+@app.command()
+def lookup(
+    users: Annotated[
+        list[str],
+        typer.Argument(
+            help="User ids (``cust-1``) or profile keys (``u:cust-1``, ``a:<anon id>``)."
+        ),
+    ],
+) -> None:
+    """One JSON line per user: segment id and name, scores, features, model version."""
+    from consumers.queries import lookup_users
+
+    try:
+        lines, unknown = lookup_users(settings(), users)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    for line in lines:
+        typer.echo(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode())
+    if unknown:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- segments
+@app.command()
+def segments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The live segments: id, size, name and profile."""
+    from consumers.queries import segment_table
+
+    try:
+        rows = segment_table(settings())
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    Console().print(render_segments(rows))
+
+
+def render_segments(rows: list[dict[str, object]]) -> Table:
+    """Segments with what sets each apart: its strongest deviations from the population."""
+    table = Table("id", "size", "share", "name", "stands out by (value, z-score)")
+    for r in rows:
+        z = r.get("z") or {}
+        centroid = r.get("centroid") or {}
+        assert isinstance(z, dict) and isinstance(centroid, dict)
+        top = sorted(z.items(), key=lambda kv: -abs(kv[1]))[:4]
+        traits = ", ".join(f"{k}={centroid.get(k, 0):.3g} ({v:+.1f})" for k, v in top)
+        table.add_row(
+            str(r["id"]), str(r["size"]), f"{r.get('share', 0):.0%}", str(r["name"]), traits
+        )
+    return table
+
+
+# ------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(min=10)] = 2000,
+    seed: int = 7,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for segments.")] = 600,
+) -> None:
+    """Generate the sample data, run a worker until every user has a segment, show them."""
+    from consumers.sample import run_demo
+
+    try:
+        rc = run_demo(settings(), users=users, seed=seed, timeout=timeout, console=Console())
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(rc)
+
+
+# ----------------------------------------------------------------- schemas
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas.")] = Path("schemas-json"),
+) -> None:
+    """Write JSON Schema for the web, ad and crm event contracts."""
+    from schemas.events import CONTRACTS
+
+    out.mkdir(parents=True, exist_ok=True)
+    for source, model in CONTRACTS.items():
+        path = out / f"{source}.schema.json"
+        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n")
+        err.print(f"wrote {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

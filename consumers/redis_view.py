@@ -1,0 +1,192 @@
+"""The live segments in Redis: a rebuildable view of the compacted ``segments`` topic.
+
+Key layout (``{ns}`` is ``SEGSTREAM_NAMESPACE``; everything starts ``seg:`` so the
+read-only API user can be limited to ``seg:*``):
+
+=================================  ======  =============================================
+key                                type    content
+=================================  ======  =============================================
+``seg:{ns}:user:{profile}``        hash    ``s`` segment id, ``v`` model version,
+                                           ``t`` updated_at (event time, ms), ``q`` seq,
+                                           ``c`` scores ``"id:score,..."``
+``seg:{ns}:features:{profile}``    string  JSON of the profile's features (plain units)
+``seg:{ns}:members:{segment}``     set     profile keys in the segment
+``seg:{ns}:segments``              hash    segment id → JSON profile (name, centroid, share)
+``seg:{ns}:model``                 string  JSON: version, created_ms, features
+=================================  ======  =============================================
+
+Writes go through a Lua script that compares ``(seq, version)`` inside Redis, so
+a replayed or late write never moves a user back in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from schemas.records import SegmentRecord
+from schemas.settings import Settings
+
+
+def _script(name: str) -> str:
+    return resources.files("consumers").joinpath(name).read_text()
+
+
+def format_scores(scores: dict[int, float]) -> str:
+    return ",".join(f"{k}:{v:g}" for k, v in sorted(scores.items()))
+
+
+def parse_scores(text: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for part in filter(None, text.split(",")):
+        k, _, v = part.partition(":")
+        out[int(k)] = float(v)
+    return out
+
+
+class Keys:
+    """Key names for one namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.user_prefix = settings.redis_key("user", "")
+        self.features_prefix = settings.redis_key("features", "")
+        self.members_prefix = settings.redis_key("members", "")
+        self.segments = settings.redis_key("segments")
+        self.model = settings.redis_key("model")
+
+    def user(self, profile: str) -> str:
+        return self.user_prefix + profile
+
+    def features(self, profile: str) -> str:
+        return self.features_prefix + profile
+
+    def members(self, segment: int | str) -> str:
+        return f"{self.members_prefix}{segment}"
+
+
+class SegmentWriter:
+    """Pipelined, compare-in-Redis writes of segment records (worker side, asyncio)."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.keys = Keys(settings)
+        self.store_features = settings.redis_store_features
+        self._write = client.register_script(_script("write_segment.lua"))
+        self._delete = client.register_script(_script("delete_segment.lua"))
+
+    async def write(self, records: list[SegmentRecord], deletes: Sequence[str] = ()) -> int:
+        """Write a batch in one round trip; returns how many records were newer than Redis."""
+        if not records and not deletes:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        k = self.keys
+        for r in records:
+            feats = orjson.dumps(r.features).decode() if self.store_features and r.features else ""
+            await self._write(
+                keys=[k.user(r.profile), k.features(r.profile)],
+                args=[
+                    r.seq,
+                    r.version,
+                    r.segment,
+                    r.updated_ms,
+                    format_scores(r.scores),
+                    k.members_prefix,
+                    r.profile,
+                    feats,
+                ],
+                client=pipe,
+            )
+        for profile in deletes:
+            await self._delete(
+                keys=[k.user(profile), k.features(profile)],
+                args=[k.members_prefix, profile],
+                client=pipe,
+            )
+        results = await pipe.execute()
+        return sum(1 for x in results[: len(records)] if x == 1)
+
+    async def publish_model(
+        self,
+        version: int,
+        created_ms: int,
+        features: list[str],
+        segments: dict[int, dict[str, Any]],
+    ) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(
+            self.keys.model,
+            orjson.dumps({"version": version, "created_ms": created_ms, "features": features}),
+        )
+        pipe.delete(self.keys.segments)
+        if segments:
+            pipe.hset(
+                self.keys.segments,
+                mapping={str(sid): orjson.dumps(profile) for sid, profile in segments.items()},
+            )
+        await pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class UserSegment:
+    profile: str
+    segment: int
+    name: str | None
+    scores: dict[int, float]
+    version: int
+    updated_ms: int
+    seq: int
+    features: dict[str, float] | None
+
+
+class SegmentReader:
+    """Reads the live view (CLI and API side, synchronous)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.keys = Keys(settings)
+
+    def segments(self) -> dict[int, dict[str, Any]]:
+        raw = self.client.hgetall(self.keys.segments)
+        return {int(k): orjson.loads(v) for k, v in raw.items()}
+
+    def sizes(self, segment_ids: list[int]) -> dict[int, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for sid in segment_ids:
+            pipe.scard(self.keys.members(sid))
+        return dict(zip(segment_ids, pipe.execute(), strict=True))
+
+    def model(self) -> dict[str, Any] | None:
+        raw = self.client.get(self.keys.model)
+        return orjson.loads(raw) if raw else None
+
+    def lookup(self, profiles: list[str]) -> dict[str, UserSegment | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for p in profiles:
+            pipe.hgetall(self.keys.user(p))
+            pipe.get(self.keys.features(p))
+        raw = pipe.execute()
+        names = {sid: prof.get("name") for sid, prof in self.segments().items()}
+        out: dict[str, UserSegment | None] = {}
+        for i, p in enumerate(profiles):
+            h, feats = raw[2 * i], raw[2 * i + 1]
+            if not h:
+                out[p] = None
+                continue
+            seg = int(h[b"s"])
+            out[p] = UserSegment(
+                profile=p,
+                segment=seg,
+                name=names.get(seg),
+                scores=parse_scores(h[b"c"].decode()),
+                version=int(h[b"v"]),
+                updated_ms=int(h[b"t"]),
+                seq=int(h[b"q"]),
+                features=orjson.loads(feats) if feats else None,
+            )
+        return out

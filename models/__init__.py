@@ -1,0 +1,1 @@
+"""Pure logic: features, identity stitching, segments, stable ids. No I/O here."""

@@ -1,0 +1,1 @@
+"""What an event is, what configuration is, and what can go wrong."""

@@ -1,0 +1,93 @@
+"""Records segstream writes: the ``segments``, ``segment-changes`` and ``dlq`` topics.
+
+These are public API (see README, "Topics"); change them only on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    """A user's current segment. Value of the compacted ``segments`` topic, key = profile.
+
+    ``seq`` is the profile's logical clock (events applied); together with the model
+    ``version`` it orders writes, so a replayed or late record never overwrites a newer one.
+    """
+
+    profile: str
+    segment: int
+    version: int
+    seq: int
+    updated_ms: int
+    scores: dict[int, float]
+    features: dict[str, float] | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SegmentRecord:
+        d = orjson.loads(raw)
+        d["scores"] = {int(k): float(v) for k, v in d["scores"].items()}
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A user entered a segment (``old`` None), or moved. Value of ``segment-changes``."""
+
+    id: str
+    profile: str
+    old: int | None
+    new: int
+    version: int
+    seq: int
+    at_ms: int  # event time of the profile's latest event
+    emitted_ms: int
+
+    @staticmethod
+    def make_id(profile: str, old: int | None, new: int, seq: int, version: int) -> str:
+        """Deterministic: the same change replayed carries the same id."""
+        raw = f"{profile}|{old}|{new}|{seq}|{version}".encode()
+        return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record segstream refused, with where it came from and why. Value of ``dlq``.
+
+    ``value`` is the original bytes (as latin-1 text so any byte survives JSON) with
+    anything that looks like an email address redacted.
+    """
+
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    stage: str
+    at_ms: int
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DeadLetter:
+        return cls(**orjson.loads(raw))
+
+    def raw_value(self) -> bytes:
+        return self.value.encode("latin-1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

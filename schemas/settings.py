@@ -1,0 +1,220 @@
+"""The one typed settings object, read from ``SEGSTREAM_*`` environment variables.
+
+Built once at start-up and passed down; nothing else reads the environment.
+
+>>> s = Settings(namespace="demo")
+>>> s.topic("web")
+'demo.web'
+>>> s.redis_key("user", "u1")
+'seg:demo:user:u1'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SOURCES = ("web", "ad", "crm")
+
+# Every feature the updater can compute. Anything not listed in `features` never
+# reaches clustering; profile attributes (age, gender, region...) are not features
+# at all, so they cannot be used for targeting by mistake.
+DEFAULT_FEATURES = (
+    "recency_days",
+    "frequency_30d",
+    "monetary_180d",
+    "sessions_30d",
+    "pages_per_session",
+    "cart_rate",
+    "purchases",
+    "ad_clicks_30d",
+    "ad_cost_180d",
+    "crm_amount_180d",
+    "share_paid",
+    "share_social",
+    "share_email",
+)
+
+
+class KMeansConfig(BaseModel):
+    """River ``cluster.KMeans`` (default): fast, stable centroids."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["kmeans"] = "kmeans"
+    n_clusters: int = Field(5, ge=2, le=64)
+    halflife: float = Field(0.1, gt=0, le=1)
+    sigma: float = Field(1.0, gt=0)
+
+
+class StreamKMeansConfig(BaseModel):
+    """River ``cluster.STREAMKMeans``: periodic batch k-means over a sketch."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["streamkmeans"] = "streamkmeans"
+    n_clusters: int = Field(5, ge=2, le=64)
+    chunk_size: int = Field(100, ge=10)
+
+
+class DBStreamConfig(BaseModel):
+    """River ``cluster.DBSTREAM``: density based, finds the number of segments itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["dbstream"] = "dbstream"
+    clustering_threshold: float = Field(1.5, gt=0)
+    fading_factor: float = Field(0.01, gt=0, le=1)
+    cleanup_interval: float = Field(2.0, gt=0)
+    intersection_factor: float = Field(0.3, gt=0, le=1)
+    minimum_weight: float = Field(1.0, gt=0)
+
+
+class CluStreamConfig(BaseModel):
+    """River ``cluster.CluStream``: micro-clusters plus an offline k-means."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["clustream"] = "clustream"
+    n_macro_clusters: int = Field(5, ge=2, le=64)
+    max_micro_clusters: int = Field(100, ge=10)
+    time_gap: int = Field(1000, ge=10)
+
+
+ClustererConfig = Annotated[
+    KMeansConfig | StreamKMeansConfig | DBStreamConfig | CluStreamConfig,
+    Field(discriminator="type"),
+]
+
+
+class Settings(BaseSettings):
+    """segstream configuration. Every field is ``SEGSTREAM_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEGSTREAM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    namespace: str = Field("segstream", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+
+    # Kafka
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+
+    # Redis
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_store_features: bool = True
+
+    # Worker
+    worker_id: str = "worker-1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    data_dir: str = ".local/worker"
+    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_within_s: float = Field(0.05, gt=0, le=10)
+    commit_interval_s: float = Field(1.0, gt=0)
+
+    # Validation at the edge
+    max_event_bytes: int = Field(64 * 1024, ge=256)
+    max_future_skew_s: int = Field(24 * 3600, ge=0)
+    min_event_year: int = Field(2000, ge=1970)
+    schema_versions: tuple[int, ...] = (1, 2)
+
+    # Privacy
+    email_hash_key: SecretStr = SecretStr("segstream-dev-key-change-me")
+
+    # Features and segments
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    paid_channels: tuple[str, ...] = ("google_ads", "meta", "tiktok", "linkedin", "bing_ads")
+    social_channels: tuple[str, ...] = ("social", "facebook", "instagram", "tiktok", "meta")
+    email_channels: tuple[str, ...] = ("email", "newsletter", "crm")
+    dedupe_window: int = Field(256, ge=1, le=4096)
+    clusterer: ClustererConfig = KMeansConfig()
+    seed: int = 42
+    hysteresis: float = Field(0.15, ge=0, lt=1)
+    match_max_distance: float = Field(3.0, gt=0)
+    train_sample_every: int = Field(1, ge=1)
+    publish_every_samples: int = Field(2000, ge=1)
+    publish_every_s: float = Field(10.0, gt=0)
+    model_secret: SecretStr = SecretStr("segstream-dev-model-key-change-me")
+
+    # ------------------------------------------------------------------ names
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (``web``, ``segments``, ...)."""
+        return f"{self.namespace}.{name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.namespace}-worker"
+
+    def redis_key(self, *parts: str) -> str:
+        """Redis key under the namespace, always starting ``seg:`` (the API's ACL)."""
+        return ":".join(("seg", self.namespace, *parts))
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data, secrets masked; safe to print or log."""
+        data = self.model_dump(mode="json")
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                data[name] = "**********" if value.get_secret_value() else ""
+        data["redis_url"] = _mask_url(self.redis_url.get_secret_value())
+        data["topics"] = {t: self.topic(t) for t in TOPICS}
+        data["consumer_group"] = self.consumer_group
+        return data
+
+
+TOPICS = (
+    "web",
+    "ad",
+    "crm",
+    "identity",
+    "events",
+    "training",
+    "model",
+    "segments",
+    "segment-changes",
+    "dlq",
+)
+
+
+def _mask_url(url: str) -> str:
+    """Mask passwords in a URL, in ``user:secret@`` and in a ``password=`` query.
+
+    >>> _mask_url("redis://u:s3@h:6379/0?password=x&db=1")
+    'redis://u:****@h:6379/0?password=****&db=1'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, host = netloc.rpartition("@")
+        user, colon, _ = creds.partition(":")
+        netloc = f"{user}{':****' if colon else ''}@{host}"
+    query = "&".join(
+        f"{k}=****" if k.lower() in ("password", "pass", "pwd") else (f"{k}={v}" if v else k)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka (confluent-kafka) configuration for admin clients and producers."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username or ""
+        conf["sasl.password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        )
+    if settings.kafka_ssl_cafile:
+        conf["ssl.ca.location"] = settings.kafka_ssl_cafile
+    return conf

@@ -1,0 +1,1 @@
+"""The Faust app and its agents: read topics, call models/, write results."""

@@ -1,0 +1,95 @@
+"""Reading whole compacted topics outside the consumer group (model, training, segments)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.settings import Settings
+
+
+def aiokafka_config(settings: Settings) -> dict[str, object]:
+    conf: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        conf["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password:
+            conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if "SSL" in settings.kafka_security_protocol:
+        import ssl
+
+        conf["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    return conf
+
+
+async def read_all(
+    settings: Settings, topic: str, partitions: int = 1
+) -> AsyncIterator[tuple[bytes, bytes | None]]:
+    """Every record of ``topic`` (partitions 0..n-1) from the beginning up to its end now."""
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, **aiokafka_config(settings)
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.key is not None:
+                        yield m.key, m.value
+                if msgs and msgs[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await _stop(consumer)
+
+
+async def follow(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes, bytes | None]]:
+    """The latest record of a one-partition compacted topic, then every new one, forever."""
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, **aiokafka_config(settings)
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end > 0:
+            consumer.seek(tp, end - 1)
+        else:
+            await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.key is not None:
+                        yield m.key, m.value
+    finally:
+        await _stop(consumer)
+
+
+async def _stop(consumer: AIOKafkaConsumer) -> None:
+    """Stop a group-less consumer.
+
+    aiokafka 0.14's ``NoGroupCoordinator.close`` awaits a task it has just cancelled; when
+    the consumer stops before that task ever ran, the CancelledError leaks out of ``stop()``.
+    Re-raise it only when our own task is really being cancelled.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise

@@ -1,0 +1,387 @@
+"""What each agent does with one batch: load state, call models/, write effects.
+
+No business rule lives here: parsing is ``schemas.parse``, routing and linking
+``models.identity``, profile updates ``models.profiles``, learning
+``models.trainer``. These functions only move data between Kafka, the tables
+and Redis, in the order that makes replays harmless (see ``streams.app``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+
+from models import checkpoint
+from models.features import Profile
+from models.identity import link, resolve, route
+from models.naming import profiles as segment_profiles
+from models.profiles import assign, handle
+from models.segments import SegmentLearner
+from models.trainer import Trainer
+from schemas.parse import EventParser, Rejection
+from schemas.records import SegmentChange, SegmentRecord
+from streams import metrics
+from streams.app import Pipeline
+from streams.readers import follow, read_all
+
+log = logging.getLogger("segstream.worker")
+
+
+async def guarded(stage: str, work: Awaitable[None]) -> None:
+    """Run one batch; a failure of the whole batch stops the process.
+
+    Bad records never get here (each is dead-lettered on its own) and unavailable
+    dependencies are retried, so what is left is a bug. Faust would ack the batch
+    if the exception escaped, losing it; exiting instead leaves its offsets
+    uncommitted, and the restarted worker replays it.
+    """
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.critical(
+            "%s: a whole batch failed; exiting so that it is replayed", stage, exc_info=True
+        )
+        logging.shutdown()
+        os._exit(70)
+
+
+def parser_for(p: Pipeline) -> EventParser:
+    from datetime import timedelta
+
+    s = p.settings
+    return EventParser(
+        s.email_hash_key.get_secret_value().encode(),
+        max_bytes=s.max_event_bytes,
+        max_future_skew=timedelta(seconds=s.max_future_skew_s),
+        min_year=s.min_event_year,
+        versions=s.schema_versions,
+    )
+
+
+async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: list[Any]) -> None:
+    """Edge: validate, dead-letter what is bad, route the rest by identity."""
+    started = time.perf_counter()
+    records: list[tuple[str, bytes | None, bytes | None]] = []
+    for ev in events:
+        try:
+            parsed = parser.parse(ev.message.value, source)
+            if isinstance(parsed, Rejection):
+                records.append(p.dead_letter(ev, parsed.reason, parsed.detail, "edge"))
+                continue
+            metrics.EVENTS.labels(source, metrics.event_type_label(parsed.type)).inc()
+            records.extend(p.out_record(o) for o in route(parsed))
+        except Exception as exc:  # a bug must not stop the partition: dead-letter it
+            log.exception(
+                "edge failed on %s/%s@%s", ev.message.topic, ev.message.partition, ev.message.offset
+            )
+            records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "edge"))
+    await p.send(records)
+    metrics.BATCH_SECONDS.labels("edge").observe(time.perf_counter() - started)
+
+
+async def identity_batch(p: Pipeline, events: list[Any]) -> None:
+    """Resolve aliases to profiles and record links (table ``aliases``)."""
+    started = time.perf_counter()
+    local: dict[bytes, bytes | None] = {}
+    changed: dict[bytes, bytes | None] = {}
+    records: list[tuple[str, bytes | None, bytes | None]] = []
+    for ev in events:
+        key = ev.message.key
+        try:
+            value = orjson.loads(ev.message.value)
+            if key not in local:
+                local[key] = p.aliases.data.get(key)
+            current = local[key]
+            entry = current.decode() if current else None
+            if value["k"] == "event":
+                outs = resolve(entry, key.decode(), value["e"])
+            elif value["k"] == "link":
+                result = link(entry, key.decode(), value["to"])
+                if result.conflict:
+                    metrics.IDENTITY_CONFLICTS.inc()
+                if result.entry is not None:
+                    local[key] = changed[key] = result.entry.encode()
+                outs = result.outs
+            else:
+                raise ValueError(f"unknown record kind {value['k']!r}")
+            records.extend(p.out_record(o) for o in outs)
+        except Exception as exc:
+            log.exception("identity failed on offset %s", ev.message.offset)
+            records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "identity"))
+    await p.send(records)
+    await p.write_table(p.aliases, changed)
+    metrics.BATCH_SECONDS.labels("identity").observe(time.perf_counter() - started)
+
+
+def load_profile(p: Pipeline, key: bytes) -> Profile | None:
+    raw = p.profiles.data.get(key)
+    return Profile.from_dict(orjson.loads(raw)) if raw else None
+
+
+class Effects:
+    """What a batch of profile updates must write, collected before anything is written."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        self.writes: list[SegmentRecord] = []
+        self.deletes: list[str] = []
+        self.table: dict[bytes, bytes | None] = {}
+
+
+def segment_effects(
+    p: Pipeline, key: bytes, state: Profile, fx: Effects, *, persist_version: bool = True
+) -> Profile:
+    """Assign ``state`` with the current snapshot and queue what follows from it."""
+    snap = p.snapshot
+    if snap is None:
+        return state
+    updated, change, scores = assign(state, snap, p.space, p.watermark_ms, p.settings.hysteresis)
+    record = SegmentRecord(
+        profile=state.key,
+        segment=updated.segment if updated.segment is not None else -1,
+        version=snap.version,
+        seq=updated.seq,
+        updated_ms=updated.last_seen_ms,
+        scores=scores,
+        features={k: round(v, 4) for k, v in p.space.raw(updated, p.watermark_ms).items()},
+    )
+    fx.writes.append(record)
+    fx.records.append(("segments", key, record.to_json()))
+    if change is not None:
+        metrics.SEGMENT_CHANGES.inc()
+        sc = SegmentChange(
+            id=SegmentChange.make_id(
+                change.profile, change.old, change.new, change.seq, change.version
+            ),
+            profile=change.profile,
+            old=change.old,
+            new=change.new,
+            version=change.version,
+            seq=change.seq,
+            at_ms=change.at_ms,
+            emitted_ms=int(time.time() * 1000),
+        )
+        fx.records.append(("segment-changes", key, sc.to_json()))
+    if change is not None or persist_version:
+        fx.table[key] = orjson.dumps(updated.to_dict())
+    return updated
+
+
+async def apply_effects(p: Pipeline, fx: Effects) -> None:
+    await p.send(fx.records)
+    written = await p.redis_retry(p.writer.write, fx.writes, fx.deletes)
+    metrics.REDIS_WRITES.inc(written)
+    await p.write_table(p.profiles, fx.table)
+
+
+async def profile_batch(p: Pipeline, events: list[Any]) -> None:
+    """Fold events into profiles (table ``profiles``), assign segments, write the view."""
+    started = time.perf_counter()
+    window = p.settings.dedupe_window
+    async with p.lock:
+        local: dict[bytes, Profile | None] = {}
+        dirty: dict[bytes, bool] = {}  # key -> went away (merged)
+        fx = Effects()
+        for ev in events:
+            m = ev.message
+            key = m.key
+            try:
+                record = orjson.loads(m.value)
+                if key not in local:
+                    local[key] = load_profile(p, key)
+                step = handle(
+                    local[key],
+                    key.decode(),
+                    record,
+                    offset_key=str(m.partition),
+                    offset=m.offset,
+                    window=window,
+                )
+                if step.state is None and record["k"] == "event" and not step.outs:
+                    metrics.DUPLICATES.inc()
+                if step.state is not None:
+                    before = local[key]
+                    if (
+                        record["k"] == "event"
+                        and before is not None
+                        and step.state.late_events > before.late_events
+                    ):
+                        metrics.LATE.inc()
+                    local[key] = step.state
+                    dirty[key] = dirty.get(key, False) or step.gone
+                fx.records.extend(p.out_record(o) for o in step.outs)
+            except Exception as exc:
+                log.exception("profile update failed on offset %s", m.offset)
+                fx.records.append(
+                    p.dead_letter(ev, "processing_error", type(exc).__name__, "profiles")
+                )
+        for key, gone in dirty.items():
+            state = local[key]
+            assert state is not None  # dirty keys always hold a state
+            if state.merged_into:
+                fx.table[key] = orjson.dumps(state.to_dict())
+                if gone:
+                    fx.deletes.append(state.key)
+                    fx.records += [("segments", key, None), ("training", key, None)]
+                continue
+            p.watermark_ms = max(p.watermark_ms, state.last_seen_ms)
+            fx.records.append(
+                (
+                    "training",
+                    key,
+                    orjson.dumps(
+                        {"raw": p.space.raw(state, state.last_seen_ms), "as_of": state.last_seen_ms}
+                    ),
+                )
+            )
+            fx.table[key] = orjson.dumps(state.to_dict())
+            try:
+                segment_effects(p, key, state, fx)
+            except Exception:  # keep the features; the next event or rescore assigns again
+                metrics.ASSIGN_ERRORS.inc()
+                log.exception("segment assignment failed for %s", key)
+        await apply_effects(p, fx)
+    metrics.BATCH_SECONDS.labels("profiles").observe(time.perf_counter() - started)
+
+
+async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
+    """Whenever a new snapshot arrives, re-assign every local profile with it."""
+    while True:
+        await p.snapshot_changed.wait()
+        p.snapshot_changed.clear()
+        snap = p.snapshot
+        keys = list(p.profiles.data.keys())
+        moved = 0
+        for i in range(0, len(keys), chunk):
+            if p.snapshot is not snap:
+                break  # a newer one came; the loop starts over with it
+            async with p.lock:
+                fx = Effects()
+                for key in keys[i : i + chunk]:
+                    state = load_profile(p, key)
+                    if state is None or state.merged_into:
+                        continue
+                    if snap is None or state.segment_version == snap.version:
+                        continue
+                    before = state.segment
+                    after = segment_effects(p, key, state, fx, persist_version=False)
+                    moved += after.segment != before
+                await apply_effects(p, fx)
+        log.info(
+            "rescored %d profiles with model v%s (%d moved)",
+            len(keys),
+            snap.version if snap else None,
+            moved,
+        )
+
+
+async def follow_model(p: Pipeline) -> None:
+    """Keep ``p.snapshot`` at the latest published model."""
+    secret = p.settings.model_secret.get_secret_value().encode()
+    async for _, value in follow(p.settings, p.settings.topic("model")):
+        if value is None:
+            continue
+        try:
+            snap, _ = checkpoint.decode(value, secret, with_learner=False)
+        except checkpoint.CheckpointError as exc:
+            log.error("ignoring model record: %s", exc)
+            continue
+        if p.snapshot is None or snap.version > p.snapshot.version:
+            p.snapshot = snap
+            metrics.MODEL_VERSION.set(snap.version)
+            metrics.SEGMENTS.set(len(snap.segments))
+            p.snapshot_changed.set()
+
+
+class TrainerStage:
+    """Owns the single ``training`` partition: keeps the population, publishes models."""
+
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+        self.trainer: Trainer | None = None
+        self.lock = asyncio.Lock()
+
+    def _new_learner(self) -> SegmentLearner:
+        s = self.p.settings
+        return SegmentLearner(
+            s.features, s.clusterer, seed=s.seed, max_distance=s.match_max_distance
+        )
+
+    async def restore(self) -> Trainer:
+        """Resume from the last checkpoint and the compacted training topic."""
+        s = self.p.settings
+        learner = None
+        async for _, value in read_all(s, s.topic("model")):
+            if value is not None:
+                try:
+                    snap, learner = checkpoint.decode(
+                        value, s.model_secret.get_secret_value().encode()
+                    )
+                    learner.published = snap
+                except checkpoint.CheckpointError as exc:
+                    log.error("cannot resume from model checkpoint: %s", exc)
+        trainer = Trainer(self.p.space, learner or self._new_learner(), seed=s.seed)
+        async for key, value in read_all(s, s.topic("training")):
+            self.observe(trainer, key, value)
+        log.info("trainer resumed: %s", trainer.state())
+        return trainer
+
+    @staticmethod
+    def observe(trainer: Trainer, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            trainer.forget(key.decode())
+            return
+        sample = orjson.loads(value)
+        trainer.observe(key.decode(), sample["raw"], int(sample["as_of"]))
+
+    async def batch(self, events: list[Any]) -> None:
+        async with self.lock:
+            if self.trainer is None:
+                self.trainer = await self.restore()
+            for ev in events:
+                try:
+                    self.observe(self.trainer, ev.message.key, ev.message.value)
+                except Exception as exc:
+                    log.exception("bad training record at offset %s", ev.message.offset)
+                    await self.p.send(
+                        [self.p.dead_letter(ev, "processing_error", type(exc).__name__, "trainer")]
+                    )
+            if self.trainer.pending >= self.p.settings.publish_every_samples:
+                await self._publish()
+
+    async def tick(self) -> None:
+        async with self.lock:
+            if self.trainer is not None and (self.trainer.pending or self.trainer.unsettled):
+                await self._publish()
+
+    async def _publish(self) -> None:
+        assert self.trainer is not None
+        snap = self.trainer.cycle()
+        if snap is None:
+            return
+        s = self.p.settings
+        value = checkpoint.encode(
+            snap, self.trainer.learner, s.model_secret.get_secret_value().encode()
+        )
+        await self.p.send([("model", b"current", value)])
+        await self.p.redis_retry(
+            self.p.writer.publish_model,
+            snap.version,
+            snap.created_ms,
+            list(snap.features),
+            segment_profiles(snap, self.p.space),
+        )
+        log.info(
+            "published model v%d: %d segments from %d users",
+            snap.version,
+            len(snap.segments),
+            len(self.trainer.users),
+        )

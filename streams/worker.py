@@ -1,0 +1,78 @@
+"""``segstream worker``: wires the agents to their stages and runs the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import start_http_server
+
+from schemas.settings import SOURCES, Settings
+from streams import stages
+from streams.app import Pipeline
+from streams.topics import ensure_topics
+
+log = logging.getLogger("segstream.worker")
+
+
+def build(settings: Settings) -> Pipeline:
+    """The app with every agent, timer and task registered (not started)."""
+    p = Pipeline(settings)
+    app = p.app
+    parser = stages.parser_for(p)
+    n, within = settings.batch_size, settings.batch_within_s
+
+    def ingest_agent(source: str) -> Any:
+        async def ingest(stream: Any) -> None:
+            async for events in stream.take_events(n, within=within):
+                await stages.guarded("edge", stages.ingest_batch(p, parser, source, events))
+
+        ingest.__name__ = f"ingest_{source}"
+        return app.agent(p.topics[source], name=f"ingest-{source}", concurrency=1)(ingest)
+
+    for source in SOURCES:
+        ingest_agent(source)
+
+    @app.agent(p.topics["identity"], name="identity", concurrency=1)
+    async def identity(stream: Any) -> None:
+        async for events in stream.take_events(n, within=within):
+            await stages.guarded("identity", stages.identity_batch(p, events))
+
+    @app.agent(p.topics["events"], name="profiles", concurrency=1)
+    async def profiles(stream: Any) -> None:
+        async for events in stream.take_events(n, within=within):
+            await stages.guarded("profiles", stages.profile_batch(p, events))
+
+    trainer = stages.TrainerStage(p)
+
+    @app.agent(p.topics["training"], name="trainer", concurrency=1)
+    async def training(stream: Any) -> None:
+        async for events in stream.take_events(n, within=within):
+            await stages.guarded("trainer", trainer.batch(events))
+
+    @app.timer(settings.publish_every_s)
+    async def publish() -> None:
+        await trainer.tick()
+
+    @app.task
+    async def follow_model() -> None:
+        await stages.follow_model(p)
+
+    @app.task
+    async def rescore() -> None:
+        await stages.rescore_forever(p)
+
+    return p
+
+
+def run(settings: Settings, loglevel: str = "info") -> None:
+    """Create topics, serve metrics, run until SIGTERM/SIGINT (graceful: commits, flushes)."""
+    created = ensure_topics(settings)
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    p = build(settings)
+    worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,277 @@
+"""The whole pipeline on the real broker and Redis: one worker run, several checks.
+
+Input: the synthetic stream (planted personas), copies of a share of its events
+(in the same batch and much later), malformed records on every source topic,
+and a CSV exported "from elsewhere" replayed with --map/--set.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from consumers.queries import lookup_users
+from consumers.sample import start_worker, stop_worker, wait_for_segments
+from models.features import feature_space
+from models.oracle import run as oracle_run
+from models.synthetic import Generator
+from schemas.parse import EventParser
+from schemas.privacy import hash_email_field
+from schemas.records import DeadLetter, SegmentChange, SegmentRecord
+from schemas.settings import Settings
+from streams.produce import send_all
+from streams.topics import ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
+USERS = 300
+CSV_USERS = 20
+RAW_EMAIL = "leak.me@example.com"
+BAD = [  # (source, bytes, reason the DLQ must give)
+    ("web", b"{not json", "malformed_json"),
+    ("web", b"\xff\xfe\x00garbage", "invalid_utf8"),
+    (
+        "ad",
+        b'{"source": "ad", "type": "click", "ts": 1767225600000, "anonymous_id": "x",'
+        b' "channel": "meta"}',
+        "invalid_field",
+    ),  # no event_id
+    (
+        "crm",
+        b'{"event_id": "b1", "schema_version": 9, "type": "purchase",'
+        b' "ts": 1767225600000, "user_id": "u"}',
+        "unknown_schema_version",
+    ),
+    ("web", b'{"event_id": "b2", "type": "page_view", "ts": 1767225600000}', "missing_identity"),
+    (
+        "crm",
+        b'{"event_id": "b3", "type": "purchase", "ts": 4102444800000, "user_id": "u"}',
+        "ts_in_future",
+    ),
+    (
+        "crm",
+        b'{"event_id": "b4", "type": "purchase", "ts": "yesterday", "email": "'
+        + RAW_EMAIL.encode()
+        + b'"}',
+        "invalid_field",
+    ),
+    ("ad", b"[1, 2, 3]", "not_an_object"),
+]
+
+
+@dataclass
+class Run:
+    settings: Settings
+    generator: Generator
+    events: list[tuple[str, bytes, bytes]]
+    csv_profiles: list[str]
+    worker_log: Path
+
+
+def _csv(path: Path, end: datetime) -> list[str]:
+    """History exported from another tool: its own column names, ISO times."""
+    rng = random.Random(5)
+    profiles = []
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Id", "Visitor", "When", "Kind", "Page", "Session"])
+        for u in range(CSV_USERS):
+            visitor = f"csv-visitor-{u}"
+            profiles.append("a:" + visitor)
+            for s in range(3):
+                session_start = end - timedelta(days=rng.uniform(1, 20))
+                for i in range(rng.randint(3, 6)):
+                    when = (session_start + timedelta(seconds=30 * i)).isoformat()
+                    w.writerow(
+                        [
+                            f"csv-{u}-{s}-{i}",
+                            visitor,
+                            when,
+                            "page_view",
+                            f"/p/{rng.randrange(50)}",
+                            f"csv-s-{u}-{s}",
+                        ]
+                    )
+    return profiles
+
+
+@pytest.fixture(scope="module")
+def run(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    settings = Settings(namespace=f"e2e{uuid.uuid4().hex[:8]}", metrics_port=0, publish_every_s=2)
+    ensure_topics(settings)
+    g = Generator(users=USERS, seed=11)
+    key = settings.email_hash_key.get_secret_value().encode()
+    events = [
+        (e.source, e.key.encode(), orjson.dumps(hash_email_field(e.value, key))) for e in g.events()
+    ]
+    rng = random.Random(3)
+    stream: list[tuple[str, bytes | None, bytes]] = []
+    for i, ev in enumerate(events):
+        stream.append(ev)
+        if i % 17 == 0:
+            stream.append(ev)  # a copy right behind: same batch
+        if i % 41 == 0:
+            src, raw, _ = BAD[(i // 41) % len(BAD)]
+            stream.append((src, None, raw))
+    stream += rng.sample(events, len(events) // 10)  # copies much later: other batches
+    stream += [(src, None, raw) for src, raw, _ in BAD]
+    send_all(settings, stream)
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    csv_path = tmp / "export.csv"
+    csv_profiles = _csv(csv_path, datetime.fromtimestamp(g.end_ms / 1000, tz=UTC))
+    env = {**os.environ, "SEGSTREAM_NAMESPACE": settings.namespace}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumers.cli",
+            "replay",
+            str(csv_path),
+            "--source",
+            "web",
+            "--map",
+            "event_id=Id",
+            "--map",
+            "anonymous_id=Visitor",
+            "--map",
+            "ts=When",
+            "--map",
+            "type=Kind",
+            "--map",
+            "page=Page",
+            "--map",
+            "session_id=Session",
+            "--set",
+            "device_type=desktop",
+            "--set",
+            "channel=organic",
+        ],
+        check=True,
+        env=env,
+    )
+    log = tmp / "worker.log"
+    proc = start_worker(
+        settings,
+        log,
+        env={
+            "SEGSTREAM_NAMESPACE": settings.namespace,
+            "SEGSTREAM_METRICS_PORT": "0",
+            "SEGSTREAM_PUBLISH_EVERY_S": "2",
+            # five planted personas plus the CSV visitors, who behave like none of them
+            "SEGSTREAM_CLUSTERER": '{"type": "kmeans", "n_clusters": 6}',
+        },
+    )
+    try:
+        wait_for_segments(
+            settings, sorted(g.truth) + csv_profiles, timeout=300, settle=6, proc=proc
+        )
+    finally:
+        code = stop_worker(proc)
+    assert code == 0, log.read_text()[-3000:]
+    yield Run(settings, g, events, csv_profiles, log)
+
+
+def _lookup(run: Run, profiles: list[str]) -> dict[str, dict[str, object]]:
+    lines, unknown = lookup_users(run.settings, profiles)
+    assert unknown == []
+    return {str(line["profile"]): line for line in lines}
+
+
+def test_users_land_in_segments_matching_the_planted_personas(run: Run) -> None:
+    found = _lookup(run, sorted(run.generator.truth))
+    keys = sorted(found)
+    ari = adjusted_rand_score(
+        [run.generator.truth[k] for k in keys], [found[k]["segment"] for k in keys]
+    )
+    assert len(keys) == USERS
+    assert ari >= 0.9, f"ARI {ari:.3f}"
+
+
+def test_duplicates_change_nothing_features_equal_the_oracle(run: Run) -> None:
+    s = run.settings
+    space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
+    parser = EventParser(
+        s.email_hash_key.get_secret_value().encode(), now=lambda: datetime.now(tz=UTC)
+    )
+    oracle = oracle_run([(src, raw) for src, _, raw in run.events], parser, space)
+    found = _lookup(run, sorted(run.generator.truth))
+    for profile, line in found.items():
+        expected = space.raw(oracle.profiles[profile], oracle.watermark_ms)
+        got = line["features"]
+        assert isinstance(got, dict)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-3, abs=1e-3), (profile, name)
+
+
+def test_malformed_records_reach_the_dlq_with_reasons_and_no_raw_email(
+    run: Run, topic_reader: Reader
+) -> None:
+    letters = [
+        DeadLetter.from_json(v)
+        for _, v in topic_reader(run.settings, run.settings.topic("dlq"))
+        if v
+    ]
+    interleaved = sum(1 for i in range(len(run.events)) if i % 41 == 0)
+    assert len(letters) == len(BAD) + interleaved
+    want = {reason for _, _, reason in BAD}
+    assert {d.reason for d in letters} == want
+    for d in letters:
+        assert d.stage == "edge" and d.topic.startswith(run.settings.namespace)
+        assert RAW_EMAIL not in d.value and RAW_EMAIL not in d.detail
+    by_value = {d.raw_value(): d.reason for d in letters}
+    for _, raw, reason in BAD:
+        if RAW_EMAIL.encode() not in raw:
+            assert by_value[raw] == reason
+
+
+def test_csv_export_replayed_with_map_and_set_gets_segments(run: Run) -> None:
+    found = _lookup(run, run.csv_profiles)
+    assert len(found) == CSV_USERS
+    for line in found.values():
+        features = line["features"]
+        assert isinstance(features, dict) and features["pages_per_session"] >= 3
+
+
+def test_segments_topic_is_the_authoritative_copy_of_redis(run: Run, topic_reader: Reader) -> None:
+    latest: dict[bytes, bytes | None] = {}
+    for k, v in topic_reader(run.settings, run.settings.topic("segments")):
+        assert k is not None
+        latest[k] = v
+    found = _lookup(run, sorted(run.generator.truth))
+    for profile, line in found.items():
+        raw = latest[profile.encode()]
+        assert raw is not None
+        record = SegmentRecord.from_json(raw)
+        assert (record.segment, record.version) == (line["segment"], line["model_version"])
+
+
+def test_every_user_entered_a_segment_once_per_change_with_deterministic_ids(
+    run: Run, topic_reader: Reader
+) -> None:
+    changes = [
+        orjson.loads(v)
+        for _, v in topic_reader(run.settings, run.settings.topic("segment-changes"))
+        if v
+    ]
+    ids = [c["id"] for c in changes]
+    assert len(ids) == len(set(ids))
+    for c in changes:
+        assert c["id"] == SegmentChange.make_id(
+            c["profile"], c["old"], c["new"], c["seq"], c["version"]
+        )
+    entered = {c["profile"] for c in changes if c["old"] is None}
+    assert set(run.generator.truth) <= entered
