@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas.errors import SegstreamError
-from schemas.settings import Settings
+from schemas.settings import CLUSTERER_TYPES, Settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Real-time behavioural customer segmentation."
@@ -38,7 +38,9 @@ def settings() -> Settings:
     except ValidationError as exc:
         err.print(f"[red]invalid configuration[/red] ({exc.error_count()} problems):")
         for e in exc.errors(include_url=False, include_input=False):
-            name = "SEGSTREAM_" + "__".join(str(p) for p in e["loc"]).upper()
+            # a discriminated union puts its tag in the location: not part of the variable
+            loc = [str(p) for p in e["loc"] if str(p) not in CLUSTERER_TYPES]
+            name = "SEGSTREAM_" + "__".join(loc).upper()
             err.print(f"  {name}: {e['msg']}")
         raise typer.Exit(2) from None
 

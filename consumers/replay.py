@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from streams.topics import ensure_topics
 __all__ = ["ReplayError", "ReplayReport", "replay_file", "rows_to_events"]
 
 NUMERIC_FIELDS = {"cost", "revenue", "amount"}
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
 
 
 @dataclass
@@ -60,9 +62,14 @@ def _rows(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        yield orjson.loads(line)
+                        row = orjson.loads(line)
                     except orjson.JSONDecodeError as exc:
                         yield {"__error__": f"line {n}: {exc}"}
+                        continue
+                    if isinstance(row, dict):
+                        yield row
+                    else:
+                        yield {"__error__": f"line {n}: not a JSON object"}
     else:
         raise ReplayError(f"unknown format {fmt!r}: use csv or jsonl")
 
@@ -72,15 +79,13 @@ def _coerce(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     value = value.strip()
-    if name == "ts" and value.lstrip("-").isdigit():
+    if name in ("ts", "schema_version") and _INTEGER.fullmatch(value):
         return int(value)
     if name in NUMERIC_FIELDS and value:
         try:
             return float(value)
         except ValueError:
             return value  # the parser will say what is wrong
-    if name == "schema_version" and value.isdigit():
-        return int(value)
     return value
 
 
@@ -89,7 +94,6 @@ def rows_to_events(
     source: str,
     maps: dict[str, str],
     sets: dict[str, str],
-    path: Path,
 ) -> Iterator[dict[str, Any]]:
     fields = set(CONTRACTS[source].model_fields) | {"email"}
     unknown = (set(maps) | set(sets)) - fields
@@ -98,7 +102,8 @@ def rows_to_events(
             f"unknown event fields {sorted(unknown)} for source {source!r}; known: {sorted(fields)}"
         )
     column_of = {f: maps.get(f, f) for f in fields}
-    for n, row in enumerate(rows, 1):
+    occurrences: Counter[bytes] = Counter()
+    for row in rows:
         if "__error__" in row:
             yield row
             continue
@@ -106,12 +111,19 @@ def rows_to_events(
         for f, col in column_of.items():
             if f in sets:
                 event[f] = _coerce(f, sets[f])
-            elif col in row and row[col] not in (None, ""):
-                event[f] = _coerce(f, row[col])
+            elif col in row:
+                value = _coerce(f, row[col])
+                if value not in (None, ""):  # blank cells vanish
+                    event[f] = value
         event["source"] = source
-        if "event_id" not in event:  # stable across re-runs: replaying twice changes nothing
-            digest = hashlib.blake2b(f"{path.name}:{n}".encode(), digest_size=12).hexdigest()
-            event["event_id"] = f"replay-{digest}"
+        if "event_id" not in event:
+            # from the row's content and how often that content came before in the file:
+            # replaying a file again, or a renamed copy, changes nothing; identical rows
+            # (two page views on one day) stay two events; other exports never collide
+            content = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+            occurrences[content] += 1
+            digest = hashlib.blake2b(content + b"#%d" % occurrences[content], digest_size=12)
+            event["event_id"] = "replay-" + digest.hexdigest()
         yield event
 
 
@@ -136,9 +148,7 @@ def replay_file(
         min_year=settings.min_event_year,
     )
     report = ReplayReport()
-    events = rows_to_events(
-        _rows(path, fmt), source, _pairs(maps, "--map"), _pairs(sets, "--set"), path
-    )
+    events = rows_to_events(_rows(path, fmt), source, _pairs(maps, "--map"), _pairs(sets, "--set"))
     reject_file = rejects.open("wb") if rejects else None
     good: list[tuple[str, bytes | None, bytes]] = []
     try:

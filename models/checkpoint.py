@@ -45,9 +45,13 @@ def decode(raw: bytes, key: bytes, *, with_learner: bool = True) -> tuple[Snapsh
         sig = data["sig"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"malformed model checkpoint: {exc}") from exc
-    if not with_learner or not blob:
+    if not isinstance(sig, str):
+        raise CheckpointError("malformed model checkpoint: signature is not a string")
+    if not with_learner:
         return snapshot, None
     expected = hmac.new(key, blob, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, sig):
+    if not hmac.compare_digest(expected.encode(), sig.encode()):
         raise CheckpointError("model checkpoint signature does not match SEGSTREAM_MODEL_SECRET")
+    if not blob:  # a snapshot-only checkpoint
+        return snapshot, None
     return snapshot, pickle.loads(blob)  # noqa: S301 - signature verified above

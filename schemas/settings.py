@@ -80,6 +80,7 @@ class CluStreamConfig(BaseModel):
     time_gap: int = Field(1000, ge=10)
 
 
+CLUSTERER_TYPES = ("kmeans", "streamkmeans", "dbstream", "clustream")
 ClustererConfig = Annotated[
     KMeansConfig | StreamKMeansConfig | DBStreamConfig | CluStreamConfig,
     Field(discriminator="type"),
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
     worker_id: str = "worker-1"
     web_port: int = Field(6066, ge=0, le=65535)
     metrics_port: int = Field(9108, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in containers, so Prometheus can scrape
     data_dir: str = ".local/worker"
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.05, gt=0, le=10)

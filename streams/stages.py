@@ -318,17 +318,26 @@ class TrainerStage:
     async def restore(self) -> Trainer:
         """Resume from the last checkpoint and the compacted training topic."""
         s = self.p.settings
-        learner = None
+        last = None
         async for _, value in read_all(s, s.topic("model")):
-            if value is not None:
-                try:
-                    snap, learner = checkpoint.decode(
-                        value, s.model_secret.get_secret_value().encode()
-                    )
+            last = value if value is not None else last
+        learner = self._new_learner()
+        if last is not None:
+            secret = s.model_secret.get_secret_value().encode()
+            try:
+                snap, _ = checkpoint.decode(last, secret, with_learner=False)
+                learner.published = snap  # at least: versions and segment ids go on
+                _, resumed = checkpoint.decode(last, secret)
+                if resumed is not None:
+                    learner = resumed
                     learner.published = snap
-                except checkpoint.CheckpointError as exc:
-                    log.error("cannot resume from model checkpoint: %s", exc)
-        trainer = Trainer(self.p.space, learner or self._new_learner(), seed=s.seed)
+            except checkpoint.CheckpointError as exc:
+                log.error(
+                    "model checkpoint not resumed (%s); learning again from the "
+                    "population, keeping versions and ids",
+                    exc,
+                )
+        trainer = Trainer(self.p.space, learner, seed=s.seed)
         async for key, value in read_all(s, s.topic("training")):
             self.observe(trainer, key, value)
         log.info("trainer resumed: %s", trainer.state())

@@ -72,7 +72,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     if created:
         log.info("created topics: %s", ", ".join(created))
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     p = build(settings)
     worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -23,7 +23,6 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from consumers.queries import lookup_users
-from consumers.sample import start_worker, stop_worker, wait_for_segments
 from models.features import feature_space
 from models.oracle import run as oracle_run
 from models.synthetic import Generator
@@ -109,7 +108,9 @@ def _csv(path: Path, end: datetime) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(
+    servers: None, tmp_path_factory: pytest.TempPathFactory, segmented: Callable[..., None]
+) -> Iterator[Run]:
     settings = Settings(namespace=f"e2e{uuid.uuid4().hex[:8]}", metrics_port=0, publish_every_s=2)
     ensure_topics(settings)
     g = Generator(users=USERS, seed=11)
@@ -164,24 +165,13 @@ def run(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
         env=env,
     )
     log = tmp / "worker.log"
-    proc = start_worker(
+    # five planted personas plus the CSV visitors, who behave like none of them
+    segmented(
         settings,
         log,
-        env={
-            "SEGSTREAM_NAMESPACE": settings.namespace,
-            "SEGSTREAM_METRICS_PORT": "0",
-            "SEGSTREAM_PUBLISH_EVERY_S": "2",
-            # five planted personas plus the CSV visitors, who behave like none of them
-            "SEGSTREAM_CLUSTERER": '{"type": "kmeans", "n_clusters": 6}',
-        },
+        sorted(g.truth) + csv_profiles,
+        env={"SEGSTREAM_CLUSTERER": '{"type": "kmeans", "n_clusters": 6}'},
     )
-    try:
-        wait_for_segments(
-            settings, sorted(g.truth) + csv_profiles, timeout=300, settle=6, proc=proc
-        )
-    finally:
-        code = stop_worker(proc)
-    assert code == 0, log.read_text()[-3000:]
     yield Run(settings, g, events, csv_profiles, log)
 
 
