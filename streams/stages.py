@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from models import checkpoint
 from models.features import Profile
@@ -296,6 +297,8 @@ async def follow_model(p: Pipeline) -> None:
             continue
         if p.snapshot is None or snap.version > p.snapshot.version:
             p.snapshot = snap
+            # a restarted worker has seen no event yet: start from the trainer's event time
+            p.watermark_ms = max(p.watermark_ms, snap.created_ms)
             metrics.MODEL_VERSION.set(snap.version)
             metrics.SEGMENTS.set(len(snap.segments))
             p.snapshot_changed.set()
@@ -307,7 +310,13 @@ class TrainerStage:
     def __init__(self, p: Pipeline) -> None:
         self.p = p
         self.trainer: Trainer | None = None
+        self.generation = -1  # consumer generation the trainer was restored in
         self.lock = asyncio.Lock()
+
+    def owns_training(self) -> bool:
+        """True while this worker is assigned the training partition."""
+        tp = TP(self.p.settings.topic("training"), 0)
+        return tp in self.p.app.consumer.assignment()
 
     def _new_learner(self) -> SegmentLearner:
         s = self.p.settings
@@ -353,8 +362,11 @@ class TrainerStage:
 
     async def batch(self, events: list[Any]) -> None:
         async with self.lock:
-            if self.trainer is None:
+            generation = self.p.app.consumer_generation_id
+            if self.trainer is None or generation != self.generation:
+                # first batch, or the partition may have lived elsewhere meanwhile
                 self.trainer = await self.restore()
+                self.generation = generation
             for ev in events:
                 try:
                     self.observe(self.trainer, ev.message.key, ev.message.value)
@@ -368,6 +380,9 @@ class TrainerStage:
 
     async def tick(self) -> None:
         async with self.lock:
+            if not self.owns_training():
+                self.trainer = None  # another worker trains now; restore if it comes back
+                return
             if self.trainer is not None and (self.trainer.pending or self.trainer.unsettled):
                 await self._publish()
 
