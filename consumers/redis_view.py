@@ -11,6 +11,7 @@ key                                type    content
                                            ``c`` scores ``"id:score,..."``
 ``seg:{ns}:features:{profile}``    string  JSON of the profile's features (plain units)
 ``seg:{ns}:members:{segment}``     set     profile keys in the segment
+``seg:{ns}:alias:{profile}``       string  the profile a merged profile now lives in
 ``seg:{ns}:segments``              hash    segment id → JSON profile (name, centroid, share)
 ``seg:{ns}:model``                 string  JSON: version, created_ms, features
 =================================  ======  =============================================
@@ -57,6 +58,7 @@ class Keys:
         self.user_prefix = settings.redis_key("user", "")
         self.features_prefix = settings.redis_key("features", "")
         self.members_prefix = settings.redis_key("members", "")
+        self.alias_prefix = settings.redis_key("alias", "")
         self.segments = settings.redis_key("segments")
         self.model = settings.redis_key("model")
 
@@ -69,6 +71,9 @@ class Keys:
     def members(self, segment: int | str) -> str:
         return f"{self.members_prefix}{segment}"
 
+    def alias(self, profile: str) -> str:
+        return self.alias_prefix + profile
+
 
 class SegmentWriter:
     """Pipelined, compare-in-Redis writes of segment records (worker side, asyncio)."""
@@ -80,8 +85,14 @@ class SegmentWriter:
         self._write = client.register_script(_script("write_segment.lua"))
         self._delete = client.register_script(_script("delete_segment.lua"))
 
-    async def write(self, records: list[SegmentRecord], deletes: Sequence[str] = ()) -> int:
-        """Write a batch in one round trip; returns how many records were newer than Redis."""
+    async def write(
+        self, records: list[SegmentRecord], deletes: Sequence[tuple[str, str | None]] = ()
+    ) -> int:
+        """Write a batch in one round trip; returns how many records were newer than Redis.
+
+        ``deletes`` are ``(profile, merged_into)``: the profile leaves the view and, when it
+        was merged, a pointer to the surviving profile keeps lookups by the old key working.
+        """
         if not records and not deletes:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -102,10 +113,10 @@ class SegmentWriter:
                 ],
                 client=pipe,
             )
-        for profile in deletes:
+        for profile, merged_into in deletes:
             await self._delete(
-                keys=[k.user(profile), k.features(profile)],
-                args=[k.members_prefix, profile],
+                keys=[k.user(profile), k.features(profile), k.alias(profile)],
+                args=[k.members_prefix, profile, merged_into or ""],
                 client=pipe,
             )
         results = await pipe.execute()
@@ -144,6 +155,26 @@ class UserSegment:
     features: dict[str, float] | None
 
 
+MAX_ALIAS_HOPS = 4  # a:anon -> e:email -> u:customer is two
+
+
+def decode_user(
+    profile: str, h: dict[bytes, bytes], feats: bytes | None, names: dict[int, Any]
+) -> UserSegment:
+    """A user hash (and features JSON) as read from Redis."""
+    seg = int(h[b"s"])
+    return UserSegment(
+        profile=profile,
+        segment=seg,
+        name=names.get(seg),
+        scores=parse_scores(h[b"c"].decode()),
+        version=int(h[b"v"]),
+        updated_ms=int(h[b"t"]),
+        seq=int(h[b"q"]),
+        features=orjson.loads(feats) if feats else None,
+    )
+
+
 class SegmentReader:
     """Reads the live view (CLI and API side, synchronous)."""
 
@@ -166,27 +197,28 @@ class SegmentReader:
         return orjson.loads(raw) if raw else None
 
     def lookup(self, profiles: list[str]) -> dict[str, UserSegment | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for p in profiles:
-            pipe.hgetall(self.keys.user(p))
-            pipe.get(self.keys.features(p))
-        raw = pipe.execute()
+        """Segments of profiles; a merged profile is followed to the one it lives in now.
+
+        One round trip per hop: the record, its features and its alias pointer together.
+        """
         names = {sid: prof.get("name") for sid, prof in self.segments().items()}
-        out: dict[str, UserSegment | None] = {}
-        for i, p in enumerate(profiles):
-            h, feats = raw[2 * i], raw[2 * i + 1]
-            if not h:
-                out[p] = None
-                continue
-            seg = int(h[b"s"])
-            out[p] = UserSegment(
-                profile=p,
-                segment=seg,
-                name=names.get(seg),
-                scores=parse_scores(h[b"c"].decode()),
-                version=int(h[b"v"]),
-                updated_ms=int(h[b"t"]),
-                seq=int(h[b"q"]),
-                features=orjson.loads(feats) if feats else None,
-            )
+        out: dict[str, UserSegment | None] = dict.fromkeys(profiles)
+        pending = {p: p for p in profiles}  # asked key -> key to read now
+        for _ in range(MAX_ALIAS_HOPS):
+            if not pending:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for key in pending.values():
+                pipe.hgetall(self.keys.user(key))
+                pipe.get(self.keys.features(key))
+                pipe.get(self.keys.alias(key))
+            raw = pipe.execute()
+            follow: dict[str, str] = {}
+            for n, (asked, key) in enumerate(pending.items()):
+                h, feats, alias = raw[3 * n : 3 * n + 3]
+                if h:
+                    out[asked] = decode_user(key, h, feats, names)
+                elif alias:
+                    follow[asked] = alias.decode()
+            pending = follow
         return out

@@ -29,7 +29,7 @@ class Step:
 
     state: Profile | None
     outs: list[Out]
-    gone: bool = False  # the profile was merged away: remove it from the live view
+    gone: bool = False  # merged away: leave the live view, point lookups to the survivor
 
 
 def handle(
@@ -57,7 +57,7 @@ def handle(
     if kind == "merge":
         into = record["into"]
         if state is None:  # nothing yet: leave a forwarding marker for events in flight
-            return Step(replace(new_profile(key), merged_into=into), [])
+            return Step(replace(new_profile(key), merged_into=into), [], gone=True)
         if state.merged_into not in (None, into):
             return Step(None, [])  # merged elsewhere first; first link wins
         absorb = Out("events", into, {"k": "absorb", "from": key, "state": state.to_dict()})

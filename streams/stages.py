@@ -133,7 +133,7 @@ class Effects:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
         self.writes: list[SegmentRecord] = []
-        self.deletes: list[str] = []
+        self.deletes: list[tuple[str, str | None]] = []
         self.table: dict[bytes, bytes | None] = {}
 
 
@@ -230,7 +230,7 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
             if state.merged_into:
                 fx.table[key] = orjson.dumps(state.to_dict())
                 if gone:
-                    fx.deletes.append(state.key)
+                    fx.deletes.append((state.key, state.merged_into))
                     fx.records += [("segments", key, None), ("training", key, None)]
                 continue
             p.watermark_ms = max(p.watermark_ms, state.last_seen_ms)

@@ -265,3 +265,15 @@ def test_every_user_entered_a_segment_once_per_change_with_deterministic_ids(
         )
     entered = {c["profile"] for c in changes if c["old"] is None}
     assert set(run.generator.truth) <= entered
+
+
+def test_lookup_by_an_anonymous_id_follows_the_merge_to_the_customer(run: Run) -> None:
+    known = [u for u in run.generator.users if u.user_id][:40]
+    lines, unknown = lookup_users(run.settings, [u.anonymous_id for u in known])
+    assert unknown == []
+    by_anon = {line["user_id"]: line for line in lines}
+    customer = _lookup(run, [f"u:{u.user_id}" for u in known])
+    for u in known:
+        line = by_anon[u.anonymous_id]
+        assert line["profile"] == f"u:{u.user_id}"
+        assert line["segment"] == customer[f"u:{u.user_id}"]["segment"]
