@@ -261,6 +261,113 @@ def schemas_export(
         err.print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------- api
+@app.command()
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on [SEGSTREAM_API_HOST: 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port [SEGSTREAM_API_PORT: 8080].")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Serve the personalization lookup API (HTTP/JSON; API keys from `segstream keys`)."""
+    import uvicorn
+
+    from consumers.api import create_app
+
+    s = settings()
+    uvicorn.run(
+        create_app(s),
+        host=host or s.api_host,
+        port=s.api_port if port is None else port,
+        log_level=loglevel,
+        server_header=False,
+    )
+
+
+# -------------------------------------------------------------------- keys
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API (segstream api).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="segments:read or members:read; repeat for both."),
+    ],
+    rate: Annotated[
+        float, typer.Option(min=0.01, help="Requests per second, per API process.")
+    ] = 100,
+    name: Annotated[str | None, typer.Option(help="Unique name, used to revoke it.")] = None,
+) -> None:
+    """Create a key and print it (only this once: Redis keeps its SHA-256 alone)."""
+    from consumers.api_keys import admin_client, create_key
+
+    s = settings()
+    try:
+        key, record = create_key(admin_client(s), s, scope, rate, name)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    typer.echo(key)
+    err.print(
+        f"created key {record.name!r} (scopes {', '.join(sorted(record.scopes))}, "
+        f"{record.rate_per_s:g} requests/s per API process). It is shown only now: store it; "
+        "the API accepts it within SEGSTREAM_API_KEY_CACHE_S seconds."
+    )
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Names, scopes and rates of the keys (never the keys)."""
+    from datetime import UTC, datetime
+
+    from consumers.api_keys import ApiKey, admin_client, list_keys
+
+    s = settings()
+    try:
+        keys = list_keys(admin_client(s), s)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+
+    def created(k: ApiKey) -> str:
+        return datetime.fromtimestamp(k.created_ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+    if as_json:
+        rows = [
+            {
+                "name": k.name,
+                "scopes": sorted(k.scopes),
+                "rate_per_s": k.rate_per_s,
+                "created": created(k),
+            }
+            for k in keys
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "scopes", "rate/s", "created (UTC)")
+    for k in keys:
+        table.add_row(k.name, " ".join(sorted(k.scopes)), f"{k.rate_per_s:g}", created(k))
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Delete a key; running APIs refuse it within SEGSTREAM_API_KEY_CACHE_S seconds."""
+    from consumers.api_keys import admin_client, revoke_key
+
+    s = settings()
+    try:
+        n = revoke_key(admin_client(s), s, name)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    if not n:
+        raise fail(LookupError(f"no key named {name!r} (see `segstream keys list`)"))
+    err.print(f"revoked key {name!r}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     publish_every_s: float = Field(10.0, gt=0)
     model_secret: SecretStr = SecretStr("segstream-dev-model-key-change-me")
 
+    # HTTP API (segstream api)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=0, le=65535)
+    api_redis_url: SecretStr | None = None  # its own read-only Redis user; else redis_url
+    api_key_cache_s: float = Field(5.0, ge=0)  # a revoked key works at most this long
+    api_max_body_bytes: int = Field(256 * 1024, ge=1024)
+
     # ------------------------------------------------------------------ names
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (``web``, ``segments``, ...)."""
@@ -167,6 +174,8 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 data[name] = "**********" if value.get_secret_value() else ""
         data["redis_url"] = _mask_url(self.redis_url.get_secret_value())
+        if self.api_redis_url is not None:
+            data["api_redis_url"] = _mask_url(self.api_redis_url.get_secret_value())
         data["topics"] = {t: self.topic(t) for t in TOPICS}
         data["consumer_group"] = self.consumer_group
         return data
