@@ -368,6 +368,17 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     err.print(f"revoked key {name!r}")
 
 
+@app.command()
+def triggers(loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info") -> None:
+    """Run the retargeting trigger relay: segment changes → rules → signed webhooks."""
+    from consumers.triggers import run as run_triggers
+
+    try:
+        run_triggers(settings(), loglevel=loglevel)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

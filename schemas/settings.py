@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.triggers import Rule
+
 SOURCES = ("web", "ad", "crm")
 
 # Every feature the updater can compute. Anything not listed in `features` never
@@ -154,6 +156,17 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(5.0, ge=0)  # a revoked key works at most this long
     api_max_body_bytes: int = Field(256 * 1024, ge=1024)
 
+    # Retargeting triggers (`segstream triggers`)
+    trigger_rules: tuple[Rule, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: SecretStr = SecretStr("whsec_" + "c2Vnc3RyZWFtLWRldi13ZWJob29rLXNlY3JldA==")
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_max_attempts: int = Field(6, ge=1, le=50)
+    webhook_backoff_s: float = Field(0.5, ge=0)
+    webhook_backoff_max_s: float = Field(60.0, gt=0)
+    webhook_concurrency: int = Field(16, ge=1, le=1024)
+    triggers_tick_s: float = Field(1.0, gt=0)
+
     # ------------------------------------------------------------------ names
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (``web``, ``segments``, ...)."""
@@ -192,6 +205,7 @@ TOPICS = (
     "segments",
     "segment-changes",
     "dlq",
+    "retargeting",
 )
 
 

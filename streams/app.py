@@ -62,14 +62,14 @@ def _ssl_context(settings: Settings) -> Any:
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
 
 
-class Pipeline:
-    """Holds the app, its topics and tables, and the shared runtime of the stages."""
+class Runtime:
+    """A Faust app with segstream's topics, and the sends and writes every stage uses."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app_id: str) -> None:
         self.settings = settings
         s = settings
         self.app = faust.App(
-            s.consumer_group,
+            app_id,
             broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
             broker_credentials=faust_broker_credentials(s),
             store="memory://",
@@ -99,21 +99,7 @@ class Pipeline:
             )
             for name in TOPICS
         }
-        self.aliases = self.app.Table(
-            "aliases", key_type=bytes, value_type=bytes, partitions=s.partitions
-        )
-        self.profiles = self.app.Table(
-            "profiles", key_type=bytes, value_type=bytes, partitions=s.partitions
-        )
-        self.space: FeatureSpace = feature_space(
-            s.features, s.paid_channels, s.social_channels, s.email_channels
-        )
-        self.redis = aioredis.from_url(s.redis_url.get_secret_value())
-        self.writer = SegmentWriter(self.redis, s)
-        self.snapshot: Snapshot | None = None
-        self.snapshot_changed = asyncio.Event()
-        self.watermark_ms = 0
-        self.lock = asyncio.Lock()  # one profile batch or rescore chunk at a time
+        self.lock = asyncio.Lock()  # one batch (or timer chunk) touches the tables at a time
 
     # ------------------------------------------------------------ sending
     async def send(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
@@ -219,3 +205,25 @@ class Pipeline:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+
+class Pipeline(Runtime):
+    """The worker: the runtime plus its tables, feature space, Redis view and model."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.consumer_group)
+        s = settings
+        self.aliases = self.app.Table(
+            "aliases", key_type=bytes, value_type=bytes, partitions=s.partitions
+        )
+        self.profiles = self.app.Table(
+            "profiles", key_type=bytes, value_type=bytes, partitions=s.partitions
+        )
+        self.space: FeatureSpace = feature_space(
+            s.features, s.paid_channels, s.social_channels, s.email_channels
+        )
+        self.redis = aioredis.from_url(s.redis_url.get_secret_value())
+        self.writer = SegmentWriter(self.redis, s)
+        self.snapshot: Snapshot | None = None
+        self.snapshot_changed = asyncio.Event()
+        self.watermark_ms = 0

@@ -11,6 +11,7 @@ topic                 partitions  cleanup      key → value
 ``{ns}.segments``     N           compact      profile → SegmentRecord (authoritative)
 ``{ns}.segment-changes`` N        delete       profile → SegmentChange
 ``{ns}.dlq``          N           delete       source key → DeadLetter
+``{ns}.retargeting``  N           delete       profile → Trigger (deterministic id)
 ====================  ==========  ===========  =========================================
 """
 
@@ -46,6 +47,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t("segments"), n, COMPACT),
         TopicSpec(t("segment-changes"), n),
         TopicSpec(t("dlq"), n),
+        TopicSpec(t("retargeting"), n),
     ]
 
 

@@ -13,7 +13,7 @@ from consumers.api import Runtime
 from consumers.cli import app
 from schemas.settings import Settings
 
-API_PASSWORD = "ap-Qz31-very-secret"  # noqa: S105 - a fake, looked for in output
+API_PASSWORD = "ap-Qz31-very-secret"
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ SECRETS = {
     "SEGSTREAM_MODEL_SECRET": "ms-Zt55-very-secret",
     "SEGSTREAM_KAFKA_SASL_PASSWORD": "kp-Wm20-very-secret",
 }
-REDIS_PASSWORD = "rp-Jv77-very-secret"  # noqa: S105 - a fake, looked for in output
-REDIS_QUERY_PASSWORD = "rq-Lk09-very-secret"  # noqa: S105 - a fake, as above
+REDIS_PASSWORD = "rp-Jv77-very-secret"
+REDIS_QUERY_PASSWORD = "rq-Lk09-very-secret"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,200 @@
+"""``segstream triggers``: retargeting triggers from segment changes, delivered to webhooks.
+
+Two stages in one Faust app (consumer group ``{ns}-triggers``), each at-least-once:
+
+1. **rules**: ``segment-changes`` → :mod:`models.triggers` (per-user state in the
+   ``trigger_state`` table; a timer fires triggers whose dwell time is over) →
+   the ``retargeting`` topic, keyed by profile, each trigger with a deterministic id;
+2. **delivery**: ``retargeting`` → every configured webhook, signed (Standard
+   Webhooks), retried with exponential backoff and jitter; after the last attempt
+   the trigger goes to the ``dlq`` topic (stage ``webhook``) with the reason.
+
+A change delivered twice fires once (state remembers change ids); a trigger
+delivered twice carries the same ``webhook-id``, so receivers dedupe on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client import Counter
+
+from consumers.webhooks import deliver
+from models.triggers import TriggerState, next_due, on_change, on_tick
+from schemas.settings import Settings
+from streams.app import Runtime
+from streams.stages import guarded
+
+log = logging.getLogger("segstream.triggers")
+
+FIRED = Counter("segstream_triggers_fired_total", "Triggers fired", ["rule"])
+WEBHOOKS = Counter(
+    "segstream_webhook_deliveries_total", "Webhook deliveries by outcome", ["outcome"]
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TriggerRelay(Runtime):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, f"{settings.namespace}-triggers")
+        self.state = self.app.Table(
+            "trigger_state", key_type=bytes, value_type=bytes, partitions=settings.partitions
+        )
+        self.rules = settings.trigger_rules
+        self.due: dict[bytes, int] = {}  # users with pending triggers -> earliest due time
+        self.indexed_generation = -1
+        self.client: httpx.AsyncClient | None = None
+
+    def load(self, key: bytes, local: dict[bytes, TriggerState]) -> TriggerState | None:
+        if key in local:
+            return local[key]
+        raw = self.state.data.get(key)
+        return TriggerState.from_dict(orjson.loads(raw)) if raw else None
+
+    async def _commit(self, records: list[Any], local: dict[bytes, TriggerState]) -> None:
+        """Triggers first (awaited), then the state that says they were fired."""
+        await self.send(records)
+        await self.write_table(self.state, {k: orjson.dumps(v.to_dict()) for k, v in local.items()})
+        for key, state in local.items():
+            due = next_due(state)
+            if due is None:
+                self.due.pop(key, None)
+            else:
+                self.due[key] = due
+
+    def _records(self, key: bytes, fired: list[Any]) -> list[tuple[str, bytes, bytes]]:
+        for t in fired:
+            FIRED.labels(t.rule).inc()
+        return [("retargeting", key, orjson.dumps(t.to_dict())) for t in fired]
+
+    async def changes_batch(self, events: list[Any]) -> None:
+        async with self.lock:
+            local: dict[bytes, TriggerState] = {}
+            records: list[Any] = []
+            now = now_ms()
+            for ev in events:
+                key = ev.message.key
+                try:
+                    change = orjson.loads(ev.message.value)
+                    state, fired = on_change(self.load(key, local), change, self.rules, now)
+                    local[key] = state
+                    records += self._records(key, fired)
+                except Exception as exc:
+                    log.exception("bad segment change at offset %s", ev.message.offset)
+                    records.append(
+                        self.dead_letter(ev, "processing_error", type(exc).__name__, "triggers")
+                    )
+            await self._commit(records, local)
+
+    async def tick(self) -> None:
+        """Fire the dwell triggers that are due."""
+        async with self.lock:
+            generation = self.app.consumer_generation_id
+            if generation != self.indexed_generation:  # (re)build the index of pending users
+                self.due = {}
+                for key, raw in list(self.state.data.items()):
+                    due = next_due(TriggerState.from_dict(orjson.loads(raw)))
+                    if due is not None:
+                        self.due[key] = due
+                self.indexed_generation = generation
+            now = now_ms()
+            local: dict[bytes, TriggerState] = {}
+            records: list[Any] = []
+            for key in [k for k, due in self.due.items() if due <= now]:
+                state = self.load(key, local)
+                if state is None:
+                    self.due.pop(key, None)
+                    continue
+                state, fired = on_tick(state, key.decode(), self.rules, now)
+                local[key] = state
+                records += self._records(key, fired)
+            if local:
+                await self._commit(records, local)
+
+    async def deliver_batch(self, events: list[Any]) -> None:
+        s = self.settings
+        if not s.webhook_urls:
+            return
+        if self.client is None:
+            self.client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=s.webhook_concurrency)
+            )
+        gate = asyncio.Semaphore(s.webhook_concurrency)
+        secret = s.webhook_secret.get_secret_value()
+
+        async def one(ev: Any) -> list[Any]:
+            async with gate:
+                try:
+                    msg_id = orjson.loads(ev.message.value)["id"]
+                except Exception as exc:
+                    return [self.dead_letter(ev, "processing_error", type(exc).__name__, "webhook")]
+                letters = []
+                for url in s.webhook_urls:
+                    assert self.client is not None
+                    outcome = await deliver(
+                        self.client,
+                        url,
+                        secret,
+                        msg_id,
+                        ev.message.value,
+                        max_attempts=s.webhook_max_attempts,
+                        backoff_s=s.webhook_backoff_s,
+                        backoff_max_s=s.webhook_backoff_max_s,
+                        timeout_s=s.webhook_timeout_s,
+                    )
+                    WEBHOOKS.labels("delivered" if outcome.delivered else "failed").inc()
+                    if not outcome.delivered:
+                        letters.append(
+                            self.dead_letter(
+                                ev,
+                                f"webhook_{outcome.reason}",
+                                f"{url}: gave up after {outcome.attempts} attempts",
+                                "webhook",
+                            )
+                        )
+                return letters
+
+        results = await asyncio.gather(*(one(ev) for ev in events))
+        await self.send([letter for letters in results for letter in letters])
+
+
+def build(settings: Settings) -> TriggerRelay:
+    r = TriggerRelay(settings)
+    app = r.app
+    n, within = settings.batch_size, settings.batch_within_s
+
+    @app.agent(r.topics["segment-changes"], name="trigger-rules", concurrency=1)
+    async def rules(stream: Any) -> None:
+        async for events in stream.take_events(n, within=within):
+            await guarded("triggers", r.changes_batch(events))
+
+    @app.agent(r.topics["retargeting"], name="webhooks", concurrency=1)
+    async def webhooks(stream: Any) -> None:
+        async for events in stream.take_events(n, within=within):
+            await guarded("webhooks", r.deliver_batch(events))
+
+    @app.timer(settings.triggers_tick_s)
+    async def tick() -> None:
+        await guarded("triggers", r.tick())
+
+    return r
+
+
+def run(settings: Settings, loglevel: str = "info") -> None:
+    import faust
+
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    if not settings.trigger_rules:
+        log.warning("no SEGSTREAM_TRIGGER_RULES: segment changes are read but nothing fires")
+    relay = build(settings)
+    faust.Worker(relay.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
