@@ -368,6 +368,49 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     err.print(f"revoked key {name!r}")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Exports for ad platforms and CRMs.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("customer-match")
+def export_customer_match(
+    segment: Annotated[int, typer.Option(help="Segment id.")],
+    out: Annotated[Path | None, typer.Option(help="File (default: standard output).")] = None,
+) -> None:
+    """A segment's members as a hashed customer list (header Email, SHA-256 hex)."""
+    from consumers.exports import customer_match, open_out
+
+    try:
+        with open_out(out) as f:
+            report = customer_match(settings(), segment, f)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    err.print(
+        f"wrote {report.written} hashed emails; left out {report.without_email} without "
+        f"an email and {report.no_consent} without marketing consent"
+    )
+
+
+@export_app.command("changes")
+def export_changes(
+    since: Annotated[str, typer.Option(help="Window: 90s, 30m, 24h, 7d.")] = "24h",
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="File (default: standard output).")] = None,
+) -> None:
+    """Users whose segment changed in the window, for CRMs."""
+    from consumers.exports import changes, open_out, parse_window
+
+    try:
+        window = parse_window(since)
+        with open_out(out) as f:
+            report = changes(settings(), window, fmt, f)
+    except ValueError as exc:
+        raise fail(exc, 2) from None
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    err.print(f"wrote {report.written} changes")
+
+
 @app.command()
 def triggers(loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info") -> None:
     """Run the retargeting trigger relay: segment changes → rules → signed webhooks."""

@@ -27,6 +27,8 @@ class SegmentRecord:
     updated_ms: int
     scores: dict[int, float]
     features: dict[str, float] | None = None
+    email_sha256: str | None = None  # for ad-platform customer lists; never a raw email
+    consent_marketing: bool | None = None  # False: left out of exports
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS)
@@ -35,7 +37,8 @@ class SegmentRecord:
     def from_json(cls, raw: bytes) -> SegmentRecord:
         d = orjson.loads(raw)
         d["scores"] = {int(k): float(v) for k, v in d["scores"].items()}
-        return cls(**d)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,8 @@ def segment_effects(
         updated_ms=updated.last_seen_ms,
         scores=scores,
         features={k: round(v, 4) for k, v in p.space.raw(updated, p.watermark_ms).items()},
+        email_sha256=updated.email_sha256,
+        consent_marketing=updated.consent_marketing,
     )
     fx.writes.append(record)
     fx.records.append(("segments", key, record.to_json()))
