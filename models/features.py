@@ -396,7 +396,7 @@ class FeatureSpace:
 
     def readable(self, x: dict[str, float]) -> dict[str, float]:
         """Clustering space → plain units (inverse of :meth:`transform`)."""
-        return {k: (math.expm1(v) if k in LOGGED else v) for k, v in x.items()}
+        return {k: (max(math.expm1(v), 0.0) if k in LOGGED else v) for k, v in x.items()}
 
     def age(self, raw: dict[str, float], elapsed_ms: int) -> dict[str, float]:
         """Raw values as they will read ``elapsed_ms`` later with no new event."""

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from models.features import feature_space
-from models.naming import THRESHOLD, WORDS, name_for, profiles
+from models.naming import THRESHOLD, WORDS, describe, name_for, profiles
 from models.segments import Segment, Snapshot
 
 SEP = " · "
@@ -173,3 +173,46 @@ def test_profile_values_are_rounded_for_people():
 def test_profiles_of_a_snapshot_without_segments_is_empty():
     empty = Snapshot(1, FEATURES, MEAN, STD, (), 0, 0, 0)
     assert profiles(empty, SPACE) == {}
+
+
+def _snap_two_alike() -> Snapshot:
+    # two segments high on the same feature; what tells them apart is the second one
+    return Snapshot(
+        1,
+        ("monetary_180d", "crm_amount_180d", "recency_days"),
+        (0.0, 0.0, 0.0),
+        (1.0, 1.0, 1.0),
+        (
+            Segment(0, (2.0, 1.8, 0.0), 0.3),
+            Segment(1, (2.1, -1.5, 0.0), 0.3),
+            Segment(2, (-1.0, 0.0, 2.0), 0.4),
+        ),
+        3,
+        0,
+        100,
+    )
+
+
+def test_names_lead_with_what_sets_a_segment_apart_from_its_nearest_one():
+    snap = _snap_two_alike()
+    out = profiles(snap, feature_space(snap.features))
+    assert out[0]["name"].startswith("Big-ticket accounts")  # crm sets it apart, not spend
+    assert out[1]["name"].startswith("No CRM revenue")
+    assert len({p["name"] for p in out.values()}) == len(out)
+
+
+def test_name_for_avoids_a_name_already_taken():
+    snap = _snap_two_alike()
+    first = name_for(snap.segments[0], snap)
+    second = name_for(snap.segments[0], snap, taken={first})
+    assert second != first and second.split(" · ")[0] == first.split(" · ")[0]
+
+
+def test_description_is_two_sentences_naming_the_share_and_the_traits():
+    snap = _snap_two_alike()
+    text = describe(snap.segments[2], snap, feature_space(snap.features))
+    assert text.count(". ") == 1 and text.endswith(".")
+    assert text.startswith("About 40% of users")
+    assert "lapsed" in text and "low spend" in text
+    typical = Snapshot(1, ("recency_days",), (0.0,), (1.0,), (Segment(0, (0.1,), 1.0),), 1, 0, 1)
+    assert "average user" in describe(typical.segments[0], typical, feature_space(typical.features))
