@@ -100,6 +100,6 @@ def run(
         result.snapshot = snap
         if snap is not None:
             for key, p in live.items():
-                p2, _, _ = assign(p, snap, space, watermark, hysteresis)
+                p2, _, _ = assign(p, snap, space.vector(p, watermark), hysteresis)
                 result.segments[key] = p2.segment if p2.segment is not None else -1
     return result

@@ -14,10 +14,11 @@ replaying any record after a crash changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from models.features import DEDUPE_WINDOW, FeatureSpace, Profile, apply, merge, new_profile
+from models.features import DEDUPE_WINDOW, Profile, apply, merge, new_profile
 from models.identity import Out
 from models.segments import Snapshot
 from schemas.events import Event
@@ -88,13 +89,14 @@ class Change:
 def assign(
     state: Profile,
     snapshot: Snapshot,
-    space: FeatureSpace,
-    now_ms: int,
+    x: Mapping[str, float],
     hysteresis: float,
 ) -> tuple[Profile, Change | None, dict[int, float]]:
-    """Assign ``state`` to a segment of ``snapshot``; returns the new state, change, scores."""
-    current = state.segment if state.segment is not None else None
-    result = snapshot.assign(space.vector(state, now_ms), current=current, hysteresis=hysteresis)
+    """Assign ``state``, whose clustering vector is ``x``, to a segment of ``snapshot``.
+
+    Returns the new state, the change (None when the segment stayed) and the scores.
+    """
+    result = snapshot.assign(x, current=state.segment, hysteresis=hysteresis)
     if result.segment == state.segment and state.segment_version == snapshot.version:
         return state, None, result.scores
     change = None

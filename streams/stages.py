@@ -138,13 +138,18 @@ class Effects:
 
 
 def segment_effects(
-    p: Pipeline, key: bytes, state: Profile, fx: Effects, *, persist_version: bool = True
-) -> Profile:
-    """Assign ``state`` with the current snapshot and queue what follows from it."""
+    p: Pipeline, key: bytes, state: Profile, raw: dict[str, float], fx: Effects
+) -> tuple[Profile, bool]:
+    """Assign ``state`` (raw features ``raw`` at the watermark) and queue what follows.
+
+    Returns the state with its segment and whether the segment changed; writing the
+    state to the table is the caller's call.
+    """
     snap = p.snapshot
     if snap is None:
-        return state
-    updated, change, scores = assign(state, snap, p.space, p.watermark_ms, p.settings.hysteresis)
+        return state, False
+    x = p.space.transform(raw)
+    updated, change, scores = assign(state, snap, x, p.settings.hysteresis)
     record = SegmentRecord(
         profile=state.key,
         segment=updated.segment if updated.segment is not None else -1,
@@ -152,7 +157,7 @@ def segment_effects(
         seq=updated.seq,
         updated_ms=updated.last_seen_ms,
         scores=scores,
-        features={k: round(v, 4) for k, v in p.space.raw(updated, p.watermark_ms).items()},
+        features={k: round(v, 4) for k, v in raw.items()},
         email_sha256=updated.email_sha256,
         consent_marketing=updated.consent_marketing,
     )
@@ -173,9 +178,7 @@ def segment_effects(
             emitted_ms=int(time.time() * 1000),
         )
         fx.records.append(("segment-changes", key, sc.to_json()))
-    if change is not None or persist_version:
-        fx.table[key] = orjson.dumps(updated.to_dict())
-    return updated
+    return updated, change is not None
 
 
 async def apply_effects(p: Pipeline, fx: Effects) -> None:
@@ -226,31 +229,25 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                 fx.records.append(
                     p.dead_letter(ev, "processing_error", type(exc).__name__, "profiles")
                 )
+        states = [s for s in local.values() if s is not None and not s.merged_into]
+        p.watermark_ms = max([p.watermark_ms, *(s.last_seen_ms for s in states)])
+        now = p.watermark_ms  # one "now" for the whole batch
         for key, gone in dirty.items():
             state = local[key]
             assert state is not None  # dirty keys always hold a state
             if state.merged_into:
-                fx.table[key] = orjson.dumps(state.to_dict())
                 if gone:
                     fx.deletes.append((state.key, state.merged_into))
                     fx.records += [("segments", key, None), ("training", key, None)]
-                continue
-            p.watermark_ms = max(p.watermark_ms, state.last_seen_ms)
-            fx.records.append(
-                (
-                    "training",
-                    key,
-                    orjson.dumps(
-                        {"raw": p.space.raw(state, state.last_seen_ms), "as_of": state.last_seen_ms}
-                    ),
-                )
-            )
+            else:
+                raw = p.space.raw(state, now)  # once: training sample, vector, record
+                fx.records.append(("training", key, orjson.dumps({"raw": raw, "as_of": now})))
+                try:
+                    state, _ = segment_effects(p, key, state, raw, fx)
+                except Exception:  # keep the features; the next event or rescore assigns again
+                    metrics.ASSIGN_ERRORS.inc()
+                    log.exception("segment assignment failed for %s", key)
             fx.table[key] = orjson.dumps(state.to_dict())
-            try:
-                segment_effects(p, key, state, fx)
-            except Exception:  # keep the features; the next event or rescore assigns again
-                metrics.ASSIGN_ERRORS.inc()
-                log.exception("segment assignment failed for %s", key)
         await apply_effects(p, fx)
     metrics.BATCH_SECONDS.labels("profiles").observe(time.perf_counter() - started)
 
@@ -274,9 +271,12 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
                         continue
                     if snap is None or state.segment_version == snap.version:
                         continue
-                    before = state.segment
-                    after = segment_effects(p, key, state, fx, persist_version=False)
-                    moved += after.segment != before
+                    after, changed = segment_effects(
+                        p, key, state, p.space.raw(state, p.watermark_ms), fx
+                    )
+                    if changed:  # a version-only refresh is not worth a changelog record
+                        fx.table[key] = orjson.dumps(after.to_dict())
+                        moved += 1
                 await apply_effects(p, fx)
         log.info(
             "rescored %d profiles with model v%s (%d moved)",

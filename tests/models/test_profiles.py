@@ -231,7 +231,7 @@ def buyer(n: int, key: str = "u:c1"):
 
 def test_first_assignment_is_a_change_from_none():
     p = buyer(3)  # log1p(3) = 1.386: nearer to 2.0 than to 0.0
-    updated, change, scores = assign_segment(p, SNAP, SPACE, p.last_seen_ms, 0.15)
+    updated, change, scores = assign_segment(p, SNAP, SPACE.vector(p, p.last_seen_ms), 0.15)
     assert updated.segment == 1 and updated.segment_version == 1
     assert change == Change("u:c1", None, 1, 1, p.last_seen_ms, p.seq)
     assert updated.segment_since_ms == p.last_seen_ms
@@ -242,16 +242,16 @@ def test_first_assignment_is_a_change_from_none():
 
 def test_same_snapshot_again_changes_nothing():
     p = buyer(3)
-    updated, _, _ = assign_segment(p, SNAP, SPACE, p.last_seen_ms, 0.15)
-    again, change, _ = assign_segment(updated, SNAP, SPACE, p.last_seen_ms, 0.15)
+    updated, _, _ = assign_segment(p, SNAP, SPACE.vector(p, p.last_seen_ms), 0.15)
+    again, change, _ = assign_segment(updated, SNAP, SPACE.vector(updated, p.last_seen_ms), 0.15)
     assert again is updated and change is None
 
 
 def test_new_version_same_segment_is_not_a_change():
     p = buyer(3)
-    updated, _, _ = assign_segment(p, SNAP, SPACE, p.last_seen_ms, 0.15)
+    updated, _, _ = assign_segment(p, SNAP, SPACE.vector(p, p.last_seen_ms), 0.15)
     v2 = Snapshot(2, SNAP.features, SNAP.mean, SNAP.std, SNAP.segments, 2, 5, 20)
-    again, change, _ = assign_segment(updated, v2, SPACE, p.last_seen_ms + 1, 0.15)
+    again, change, _ = assign_segment(updated, v2, SPACE.vector(updated, p.last_seen_ms + 1), 0.15)
     assert change is None
     assert again.segment == 1 and again.segment_version == 2
     assert again.segment_since_ms == updated.segment_since_ms
@@ -263,23 +263,25 @@ def test_hysteresis_keeps_the_current_segment_near_a_boundary():
     in_zero = Profile.from_dict({**p.to_dict(), "segment": 0, "segment_version": 1})
     # 0.614 >= (1 - 0.6) * 1.386: not clearly closer, stay in 0
     assert d1 >= 0.4 * d0
-    kept, change, _ = assign_segment(in_zero, SNAP, SPACE, p.last_seen_ms, 0.6)
+    kept, change, _ = assign_segment(in_zero, SNAP, SPACE.vector(in_zero, p.last_seen_ms), 0.6)
     assert kept is in_zero and change is None
     # without hysteresis the user moves, and that is a change
-    moved, change, _ = assign_segment(in_zero, SNAP, SPACE, p.last_seen_ms, 0.0)
+    moved, change, _ = assign_segment(in_zero, SNAP, SPACE.vector(in_zero, p.last_seen_ms), 0.0)
     assert moved.segment == 1
     assert change == Change("u:c1", 0, 1, 1, p.last_seen_ms, p.seq)
 
 
 def test_change_only_when_the_segment_changes():
     p = run([ev("v1")], "u:c2")
-    a, change_a, _ = assign_segment(p, SNAP, SPACE, p.last_seen_ms, 0.15)
+    a, change_a, _ = assign_segment(p, SNAP, SPACE.vector(p, p.last_seen_ms), 0.15)
     assert a.segment == 0 and change_a.old is None
     changes = []
     state = a
     for n in range(1, 8):  # buys more and more
         state = run([purchase(f"q{n}", 5.0, ts=2 * DAY + n)], "u:c2", state)
-        state, change, _ = assign_segment(state, SNAP, SPACE, state.last_seen_ms, 0.15)
+        state, change, _ = assign_segment(
+            state, SNAP, SPACE.vector(state, state.last_seen_ms), 0.15
+        )
         if change:
             changes.append(change)
     assert [(c.old, c.new) for c in changes] == [(0, 1)]
