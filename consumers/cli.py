@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -214,19 +214,29 @@ def segments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     Console().print(render_segments(rows))
 
 
-def render_segments(rows: list[dict[str, object]]) -> Table:
-    """Segments with what sets each apart: its strongest deviations from the population."""
-    table = Table("id", "size", "share", "name", "stands out by (value, z-score)")
+def render_segments(rows: list[dict[str, Any]]) -> Table:
+    """Segments with their business figures and what sets each apart (its strongest
+    deviations from the population)."""
+    table = Table("id", "size", "name", "revenue", "conv.", "CAC", "ROAS", "stands out by")
     for r in rows:
-        z = r.get("z") or {}
-        centroid = r.get("centroid") or {}
-        assert isinstance(z, dict) and isinstance(centroid, dict)
-        top = sorted(z.items(), key=lambda kv: -abs(kv[1]))[:4]
+        z, centroid, h = r.get("z") or {}, r.get("centroid") or {}, r.get("health") or {}
+        top = sorted(z.items(), key=lambda kv: -abs(kv[1]))[:3]
         traits = ", ".join(f"{k}={centroid.get(k, 0):.3g} ({v:+.1f})" for k, v in top)
         table.add_row(
-            str(r["id"]), str(r["size"]), f"{r.get('share', 0):.0%}", str(r["name"]), traits
+            str(r["id"]),
+            str(r["size"]),
+            str(r["name"]),
+            _figure(h.get("revenue"), "{:,.0f}"),
+            _figure(h.get("conversion_rate"), "{:.0%}"),
+            _figure(h.get("cac"), "{:,.2f}"),
+            _figure(h.get("roas"), "{:.1f}"),
+            traits,
         )
     return table
+
+
+def _figure(x: float | None, fmt: str) -> str:
+    return "–" if x is None else fmt.format(x)
 
 
 # ------------------------------------------------------------------- demo

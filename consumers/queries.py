@@ -68,5 +68,8 @@ def lookup_users(settings: Settings, users: list[str]) -> tuple[list[dict[str, A
 def segment_table(settings: Settings) -> list[dict[str, Any]]:
     r = reader(settings)
     profiles = r.segments()
-    sizes = r.sizes(sorted(profiles))
-    return [{**profiles[sid], "size": sizes[sid]} for sid in sorted(profiles)]
+    health = r.health(sorted(profiles))
+    return [
+        {**profiles[sid], "size": health[sid].users, "health": health[sid].as_dict()}
+        for sid in sorted(profiles)
+    ]

@@ -8,16 +8,21 @@ key                                type    content
 =================================  ======  =============================================
 ``seg:{ns}:user:{profile}``        hash    ``s`` segment id, ``v`` model version,
                                            ``t`` updated_at (event time, ms), ``q`` seq,
-                                           ``c`` scores ``"id:score,..."``
+                                           ``c`` scores ``"id:score,..."``, ``r``
+                                           revenue (cents), ``k`` converted (0/1),
+                                           ``a`` ad cost (cents)
 ``seg:{ns}:features:{profile}``    string  JSON of the profile's features (plain units)
 ``seg:{ns}:members:{segment}``     set     profile keys in the segment
+``seg:{ns}:health:{segment}``      hash    sums over the members of ``r``, ``k``, ``a``
 ``seg:{ns}:alias:{profile}``       string  the profile a merged profile now lives in
 ``seg:{ns}:segments``              hash    segment id → JSON profile (name, centroid, share)
 ``seg:{ns}:model``                 string  JSON: version, created_ms, features
 =================================  ======  =============================================
 
 Writes go through a Lua script that compares ``(seq, version)`` inside Redis, so
-a replayed or late write never moves a user back in time.
+a replayed or late write never moves a user back in time. The same script moves the
+user's revenue, conversion and ad cost between the segments' health sums, so those stay
+exact (``models.health``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from models.health import Health, cents
 from schemas.records import SegmentRecord
 from schemas.settings import Settings
 
@@ -59,6 +65,7 @@ class Keys:
         self.features_prefix = settings.redis_key("features", "")
         self.members_prefix = settings.redis_key("members", "")
         self.alias_prefix = settings.redis_key("alias", "")
+        self.health_prefix = settings.redis_key("health", "")
         self.segments = settings.redis_key("segments")
         self.model = settings.redis_key("model")
 
@@ -73,6 +80,9 @@ class Keys:
 
     def alias(self, profile: str) -> str:
         return self.alias_prefix + profile
+
+    def health(self, segment: int | str) -> str:
+        return f"{self.health_prefix}{segment}"
 
 
 class SegmentWriter:
@@ -110,13 +120,17 @@ class SegmentWriter:
                     k.members_prefix,
                     r.profile,
                     feats,
+                    k.health_prefix,
+                    cents(r.revenue),
+                    int(r.converted),
+                    cents(r.ad_cost),
                 ],
                 client=pipe,
             )
         for profile, merged_into in deletes:
             await self._delete(
                 keys=[k.user(profile), k.features(profile), k.alias(profile)],
-                args=[k.members_prefix, profile, merged_into or ""],
+                args=[k.members_prefix, profile, merged_into or "", k.health_prefix],
                 client=pipe,
             )
         results = await pipe.execute()
@@ -155,6 +169,21 @@ class UserSegment:
     features: dict[str, float] | None
 
 
+def queue_health(pipe: Any, keys: Keys, segment_ids: list[int]) -> None:
+    """Queue, per segment, its size and its health sums (read back by ``decode_health``)."""
+    for sid in segment_ids:
+        pipe.scard(keys.members(sid))
+        pipe.hmget(keys.health(sid), "r", "k", "a")
+
+
+def decode_health(segment_ids: list[int], raw: list[Any]) -> dict[int, Health]:
+    out = {}
+    for n, sid in enumerate(segment_ids):
+        users, (r, k, a) = raw[2 * n], raw[2 * n + 1]
+        out[sid] = Health.from_cents(users, int(r or 0), int(k or 0), int(a or 0))
+    return out
+
+
 MAX_ALIAS_HOPS = 4  # a:anon -> e:email -> u:customer is two
 
 
@@ -186,11 +215,10 @@ class SegmentReader:
         raw = self.client.hgetall(self.keys.segments)
         return {int(k): orjson.loads(v) for k, v in raw.items()}
 
-    def sizes(self, segment_ids: list[int]) -> dict[int, int]:
+    def health(self, segment_ids: list[int]) -> dict[int, Health]:
         pipe = self.client.pipeline(transaction=False)
-        for sid in segment_ids:
-            pipe.scard(self.keys.members(sid))
-        return dict(zip(segment_ids, pipe.execute(), strict=True))
+        queue_health(pipe, self.keys, segment_ids)
+        return decode_health(segment_ids, pipe.execute())
 
     def model(self) -> dict[str, Any] | None:
         raw = self.client.get(self.keys.model)

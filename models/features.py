@@ -66,6 +66,7 @@ class Profile:
     ad_revenue: float = 0.0
     conversions: int = 0
     crm_amount: float = 0.0
+    won_amount: float = 0.0  # amounts of won deals (CRM purchases count in ``revenue``)
     deals_won: int = 0
     deals_lost: int = 0
     churned: bool = False
@@ -254,6 +255,7 @@ def _crm(s: Profile, e: Event) -> None:
         _decay_add(s.decayed, "crm_amount_180d", e.amount, e.ts_ms)
         if e.type == "deal_won":
             s.deals_won += 1
+            s.won_amount += e.amount
         else:
             _purchase(s, e)
     elif e.type == "deal_lost":
@@ -293,7 +295,7 @@ def merge(into: Profile, other: Profile, window: int = DEDUPE_WINDOW) -> Profile
         "deals_lost",
     ):
         setattr(s, name, getattr(into, name) + getattr(other, name))
-    for name in ("revenue", "ad_cost", "ad_revenue", "crm_amount"):
+    for name in ("revenue", "ad_cost", "ad_revenue", "crm_amount", "won_amount"):
         setattr(s, name, getattr(into, name) + getattr(other, name))
     firsts = [t for t in (into.first_seen_ms, other.first_seen_ms) if t]
     s.first_seen_ms = min(firsts) if firsts else 0

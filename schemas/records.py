@@ -29,6 +29,9 @@ class SegmentRecord:
     features: dict[str, float] | None = None
     email_sha256: str | None = None  # for ad-platform customer lists; never a raw email
     consent_marketing: bool | None = None  # False: left out of exports
+    revenue: float = 0.0  # lifetime, for the segment's health sums (models.health)
+    converted: bool = False
+    ad_cost: float = 0.0
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS)

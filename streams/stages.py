@@ -20,6 +20,7 @@ from faust.types import TP
 
 from models import checkpoint
 from models.features import Profile
+from models.health import value_of
 from models.identity import link, resolve, route
 from models.naming import profiles as segment_profiles
 from models.profiles import assign, handle
@@ -150,6 +151,7 @@ def segment_effects(
         return state, False
     x = p.space.transform(raw)
     updated, change, scores = assign(state, snap, x, p.settings.hysteresis)
+    value = value_of(updated)
     record = SegmentRecord(
         profile=state.key,
         segment=updated.segment if updated.segment is not None else -1,
@@ -160,6 +162,9 @@ def segment_effects(
         features={k: round(v, 4) for k, v in raw.items()},
         email_sha256=updated.email_sha256,
         consent_marketing=updated.consent_marketing,
+        revenue=round(value.revenue, 2),
+        converted=value.converted,
+        ad_cost=round(value.ad_cost, 2),
     )
     fx.writes.append(record)
     fx.records.append(("segments", key, record.to_json()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,20 @@ def servers() -> None:
 
 
 @pytest.fixture
-def make_settings(servers: None) -> Callable[..., Settings]:
-    """Settings in a fresh random namespace: no test sees another's topics or keys."""
+def make_settings(servers: None) -> Iterator[Callable[..., Settings]]:
+    """Settings in a fresh random namespace: no test sees another's topics or keys.
+    The namespaces' Redis keys are deleted after the test."""
+    made: list[Settings] = []
 
     def make(**overrides: object) -> Settings:
         ns = overrides.pop("namespace", None) or f"t{uuid.uuid4().hex[:10]}"
-        return Settings(namespace=ns, metrics_port=0, **overrides)  # type: ignore[arg-type]
+        s = Settings(namespace=ns, metrics_port=0, **overrides)  # type: ignore[arg-type]
+        made.append(s)
+        return s
 
-    return make
+    yield make
+    for s in made:
+        flush_namespace(s)
 
 
 def flush_namespace(settings: Settings) -> None:
@@ -37,3 +43,4 @@ def flush_namespace(settings: Settings) -> None:
     keys = list(client.scan_iter(match=f"seg:{settings.namespace}:*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
+    client.close()

@@ -41,6 +41,9 @@ REDIS_HOME="$LOCAL_DIR/redis"
 REDIS_CONF="$REDIS_HOME/redis.conf"
 REDIS_PIDFILE="$REDIS_HOME/redis.pid"
 REDIS_LOG="$REDIS_HOME/redis.log"
+REDIS_ACL="$REDIS_HOME/users.acl"
+REDIS_PASSWORDS="$REDIS_HOME/passwords"
+REDIS_CREDENTIALS="$REDIS_HOME/credentials.env"
 
 ALL_SERVICES=(kafka redis)
 
@@ -476,10 +479,57 @@ install_redis() {
   fi
 }
 
+# redis_write_users: the ACL users segstream runs as.
+#   segworker: reads and writes seg:* (the worker, its Lua scripts, `segstream keys`);
+#   segapi:    reads seg:* with the five commands the lookup API sends, nothing else;
+#   default:   left open without a password on this loopback-only dev server (tests and
+#              redis-cli use it); a production server turns it off (README, Security).
+# Passwords are made once (mode 600); users.acl holds only their SHA-256 digests, and
+# credentials.env holds the SEGSTREAM_* URLs for `set -a; . credentials.env`.
+redis_write_users() {
+  mkdir -p "$REDIS_HOME"
+  if [[ ! -s "$REDIS_PASSWORDS" ]]; then
+    (umask 077 && printf '%s\n%s\n' "$(new_secret)" "$(new_secret)" >"$REDIS_PASSWORDS")
+  fi
+  local worker_pw api_pw
+  { read -r worker_pw && read -r api_pw; } <"$REDIS_PASSWORDS"
+  [[ -n "$worker_pw" && -n "$api_pw" ]] || die "$REDIS_PASSWORDS is damaged; delete it and run up again"
+  {
+    echo "user default on nopass ~* &* +@all"
+    echo "user segworker on #$(sha256 "$worker_pw") ~seg:* resetchannels -@all +@read +@write +@scripting +@transaction +ping -@dangerous"
+    echo "user segapi on #$(sha256 "$api_pw") ~seg:* resetchannels -@all +hgetall +hmget +get +scard +sscan +ping"
+  } >"$REDIS_ACL.tmp"
+  mv "$REDIS_ACL.tmp" "$REDIS_ACL"
+  (
+    umask 077
+    {
+      printf 'SEGSTREAM_REDIS_URL=redis://segworker:%s@127.0.0.1:%s/0\n' "$worker_pw" "$REDIS_PORT"
+      printf 'SEGSTREAM_API_REDIS_URL=redis://segapi:%s@127.0.0.1:%s/0\n' "$api_pw" "$REDIS_PORT"
+    } >"$REDIS_CREDENTIALS.tmp"
+  )
+  mv "$REDIS_CREDENTIALS.tmp" "$REDIS_CREDENTIALS"
+}
+
+new_secret() {
+  od -An -tx1 -N24 /dev/urandom | tr -d ' \n'
+}
+
+sha256() {
+  printf '%s' "$1" | sha256sum | cut -d' ' -f1
+}
+
+# redis_reload_users: a running server picks up users.acl (it was started with it).
+redis_reload_users() {
+  if ! "${REDIS_CLI:-redis-cli}" -h 127.0.0.1 -p "$REDIS_PORT" ACL LOAD 2>&1 | grep -q '^OK$'; then
+    warn "redis did not load $REDIS_ACL (started before it had one?): restart it with 'deploy/local/down redis && deploy/local/up redis'"
+  fi
+}
+
 redis_launch() {
   mkdir -p "$REDIS_HOME"
   render "$LIB_DIR/redis.conf.template" "$REDIS_CONF" \
     "REDIS_PORT=$REDIS_PORT" "REDIS_DIR=$REDIS_HOME"
+  redis_write_users
   rm -f "$REDIS_PIDFILE"
   # daemonize yes: redis-server forks, writes redis.pid and returns.
   if ! (cd "$REDIS_HOME" && "$REDIS_SERVER" "$REDIS_CONF" </dev/null >>"$REDIS_HOME/redis.out" 2>&1 9>&-); then

@@ -1,10 +1,21 @@
-"""Fixtures for tests against the real servers: reading whole topics."""
+"""Fixtures for tests against the real servers: reading whole topics, running a worker
+or the API as real processes, the ACL users deploy/local made."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from consumers.exports import read
@@ -53,3 +64,61 @@ def run_worker_until_segmented(
 @pytest.fixture(scope="session")
 def segmented() -> Callable[..., None]:
     return run_worker_until_segmented
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def redis_users(servers: None) -> dict[str, str]:
+    """The worker and API Redis URLs (ACL users segworker, segapi) deploy/local/up wrote."""
+    local = Path(os.environ.get("SEGSTREAM_LOCAL_DIR", REPO / ".local"))
+    lines = (local / "redis" / "credentials.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiServer:
+    base: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def run_api(log: Path, env: dict[str, str]) -> Iterator[ApiServer]:
+    """``segstream api`` as a real uvicorn server on a free port, ready (``/readyz`` 200);
+    SIGTERM on exit (its exit code is then in ``proc.returncode``)."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consumers.cli", "api", "--host", "127.0.0.1",
+             "--port", str(port), "--loglevel", "info"],
+            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield ApiServer(base, proc, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def api_server() -> Callable[[Path, dict[str, str]], Any]:
+    return run_api

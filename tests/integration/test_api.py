@@ -15,12 +15,10 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,29 +84,6 @@ class FakeClock:
 
     def advance(self, s: float) -> None:
         self.t += s
-
-
-def _flush(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(client.scan_iter(match=f"seg:{settings.namespace}:*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i : i + 500])
-    client.close()
-
-
-@pytest.fixture
-def api_settings(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Settings]]:
-    """Settings in a fresh namespace; that namespace's keys are deleted afterwards."""
-    made: list[Settings] = []
-
-    def make(**overrides: object) -> Settings:
-        s = make_settings(**overrides)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        _flush(s)
 
 
 def admin(settings: Settings) -> redis.Redis:
@@ -201,8 +176,8 @@ class RoundTrips:
 
 
 # ------------------------------------------------------------------ lookups
-async def test_user_lookup_returns_the_stored_segment(api_settings):
-    s = api_settings()
+async def test_user_lookup_returns_the_stored_segment(make_settings):
+    s = make_settings()
     await seed(
         s,
         [
@@ -238,8 +213,8 @@ async def test_user_lookup_returns_the_stored_segment(api_settings):
         assert r.status_code == 404
 
 
-async def test_unknown_user_is_404_with_a_json_error(api_settings):
-    s = api_settings()
+async def test_unknown_user_is_404_with_a_json_error(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     key = new_key(s)
     async with serve(s) as (c, _):
@@ -251,8 +226,8 @@ async def test_unknown_user_is_404_with_a_json_error(api_settings):
     assert "ghost-42" in body["detail"]
 
 
-async def test_single_lookup_is_one_redis_round_trip(api_settings, monkeypatch):
-    s = api_settings()
+async def test_single_lookup_is_one_redis_round_trip(make_settings, monkeypatch):
+    s = make_settings()
     await seed(s, [rec("a:anon-1", 2)])
     key = new_key(s)
     async with serve(s) as (c, rt):
@@ -264,8 +239,8 @@ async def test_single_lookup_is_one_redis_round_trip(api_settings, monkeypatch):
         assert trips.n == 1  # keys and catalog are cached; both candidates in one pipeline
 
 
-async def test_batch_lookup_reports_unknown_ids_in_one_round_trip(api_settings, monkeypatch):
-    s = api_settings()
+async def test_batch_lookup_reports_unknown_ids_in_one_round_trip(make_settings, monkeypatch):
+    s = make_settings()
     users = [f"cust-{i}" for i in range(300)]
     await seed(s, [rec(f"u:{u}", i % 3, seq=i + 1) for i, u in enumerate(users)])
     key = new_key(s)
@@ -288,8 +263,8 @@ async def test_batch_lookup_reports_unknown_ids_in_one_round_trip(api_settings, 
         assert got["updated_at_ms"] == 1_700_000_000_000 + i + 1
 
 
-async def test_batch_lookup_validates_its_body(api_settings):
-    s = api_settings()
+async def test_batch_lookup_validates_its_body(make_settings):
+    s = make_settings()
     await seed(s, [])
     key = new_key(s)
     async with serve(s) as (c, _):
@@ -314,9 +289,9 @@ async def test_batch_lookup_validates_its_body(api_settings):
         assert len(r.json()["unknown"]) == 1000
 
 
-async def test_a_merged_profile_resolves_to_the_profile_it_joined(api_settings):
+async def test_a_merged_profile_resolves_to_the_profile_it_joined(make_settings):
     """The worker's merge (``SegmentWriter.write(deletes=...)``) leaves alias pointers."""
-    s = api_settings()
+    s = make_settings()
     e = "e:" + "ab" * 32
     await seed(s, [rec("u:keeper", 1, seq=9), rec("a:old-device", 0), rec(e, 2)])
     client = aioredis.Redis.from_url(s.redis_url.get_secret_value())
@@ -347,28 +322,47 @@ async def test_a_merged_profile_resolves_to_the_profile_it_joined(api_settings):
 
 
 # ----------------------------------------------------------------- segments
-async def test_segments_lists_the_catalog_with_live_sizes(api_settings):
-    s = api_settings()
-    await seed(s, [rec(f"u:{i}", 0 if i < 5 else 1) for i in range(8)])
+async def test_segments_lists_the_catalog_with_live_sizes_and_health(make_settings):
+    s = make_settings()
+    records = [
+        replace(rec(f"u:{i}", 0 if i < 5 else 1), revenue=10.0 * i, converted=i % 2 == 1, ad_cost=i)
+        for i in range(8)
+    ]
+    await seed(s, records)
     key = new_key(s)
     async with serve(s) as (c, _):
         r = await c.get("/v1/segments", headers=bearer(key))
     assert r.status_code == 200, r.text
-    assert r.json() == [
-        {
+    body = {seg["id"]: seg for seg in r.json()}
+    assert sorted(body) == [0, 1, 2]
+    for sid in (0, 1, 2):
+        members = [x for x in records if x.segment == sid]
+        revenue = sum(x.revenue for x in members)
+        converted = sum(x.converted for x in members)
+        ad_cost = sum(x.ad_cost for x in members)
+        assert body[sid] == {
             "id": sid,
             "name": CATALOG[sid]["name"],
-            "size": {0: 5, 1: 3, 2: 0}[sid],
+            "size": len(members),
             "share": CATALOG[sid]["share"],
+            "description": None,
             "centroid": CATALOG[sid]["centroid"],
             "z": CATALOG[sid]["z"],
+            "health": {
+                "users": len(members),
+                "revenue": revenue,
+                "converted": converted,
+                "ad_cost": ad_cost,
+                "conversion_rate": round(converted / len(members), 4) if members else None,
+                "revenue_per_user": round(revenue / len(members), 2) if members else None,
+                "cac": round(ad_cost / converted, 2) if converted else None,
+                "roas": round(revenue / ad_cost, 3) if ad_cost else None,
+            },
         }
-        for sid in (0, 1, 2)
-    ]
 
 
-async def test_catalog_is_cached_for_about_a_second(api_settings):
-    s = api_settings()
+async def test_catalog_is_cached_for_about_a_second(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     key = new_key(s)
     clock = FakeClock()
@@ -406,10 +400,10 @@ async def _walk(c: httpx.AsyncClient, key: str, segment: int, limit: int) -> lis
 
 
 @pytest.mark.parametrize(("members", "limit"), [(60, 25), (700, 90)])
-async def test_member_pages_return_every_member_exactly_once(api_settings, members, limit):
+async def test_member_pages_return_every_member_exactly_once(make_settings, members, limit):
     # 60 members: a small (listpack) set, which SSCAN returns whole: pages split one batch.
     # 700 members: a hashtable set, walked over many SSCAN calls.
-    s = api_settings()
+    s = make_settings()
     profiles = [f"u:m{i}" for i in range(members)]
     await seed(s, [rec(p, 2) for p in profiles] + [rec(f"u:other{i}", 0) for i in range(30)])
     key = new_key(s, "members:read")
@@ -421,8 +415,8 @@ async def test_member_pages_return_every_member_exactly_once(api_settings, membe
     assert sorted(flat) == sorted(profiles)
 
 
-async def test_member_pages_may_change_limit_midway(api_settings):
-    s = api_settings()
+async def test_member_pages_may_change_limit_midway(make_settings):
+    s = make_settings()
     profiles = [f"u:m{i}" for i in range(700)]
     await seed(s, [rec(p, 1) for p in profiles])
     key = new_key(s, "members:read")
@@ -449,8 +443,8 @@ async def test_member_pages_may_change_limit_midway(api_settings):
     assert sorted(flat) == sorted(profiles)
 
 
-async def test_member_pages_validate_their_parameters(api_settings):
-    s = api_settings()
+async def test_member_pages_validate_their_parameters(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:a", 0)])
     key = new_key(s, "members:read")
     async with serve(s) as (c, _):
@@ -468,8 +462,8 @@ async def test_member_pages_validate_their_parameters(api_settings):
 
 
 # --------------------------------------------------------------------- auth
-async def test_requests_without_a_valid_key_are_401(api_settings):
-    s = api_settings()
+async def test_requests_without_a_valid_key_are_401(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     key = new_key(s, "segments:read", "members:read")
     async with serve(s) as (c, _):
@@ -495,8 +489,8 @@ async def test_requests_without_a_valid_key_are_401(api_settings):
             assert r.status_code == 200, (path, r.text)
 
 
-async def test_keys_without_the_scope_are_403(api_settings):
-    s = api_settings()
+async def test_keys_without_the_scope_are_403(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     seg_only = new_key(s, "segments:read")
     members_only = new_key(s, "members:read")
@@ -517,8 +511,8 @@ async def test_keys_without_the_scope_are_403(api_settings):
         assert (await c.get("/v1/segments", headers=bearer(seg_only))).status_code == 200
 
 
-async def test_over_its_rate_a_key_gets_429_with_retry_after(api_settings):
-    s = api_settings()
+async def test_over_its_rate_a_key_gets_429_with_retry_after(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     slow = new_key(s, rate=2)
     other = new_key(s, rate=2)
@@ -539,8 +533,8 @@ async def test_over_its_rate_a_key_gets_429_with_retry_after(api_settings):
         assert (await c.get("/v1/users/alice/segment", headers=bearer(slow))).status_code == 429
 
 
-async def test_revocation_and_new_keys_take_effect_within_the_cache_ttl(api_settings):
-    s = api_settings(api_key_cache_s=5.0)
+async def test_revocation_and_new_keys_take_effect_within_the_cache_ttl(make_settings):
+    s = make_settings(api_key_cache_s=5.0)
     await seed(s, [rec("u:alice", 1)])
     old = new_key(s, name="old")
     clock = FakeClock()
@@ -557,8 +551,8 @@ async def test_revocation_and_new_keys_take_effect_within_the_cache_ttl(api_sett
 
 
 # ------------------------------------------------------------ body, ops
-async def test_bodies_over_the_limit_are_413(api_settings):
-    s = api_settings()
+async def test_bodies_over_the_limit_are_413(make_settings):
+    s = make_settings()
     await seed(s, [])
     key = new_key(s)
     limit = s.api_max_body_bytes
@@ -607,8 +601,8 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_readyz_is_503_when_redis_is_unreachable(api_settings):
-    s = api_settings(api_redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+async def test_readyz_is_503_when_redis_is_unreachable(make_settings):
+    s = make_settings(api_redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
     async with serve(s) as (c, _):
         t0 = time.monotonic()
         r = await c.get("/readyz")
@@ -620,8 +614,8 @@ async def test_readyz_is_503_when_redis_is_unreachable(api_settings):
         assert (r.status_code, r.json()["error"]) == (503, "redis_unavailable")
 
 
-async def test_ops_endpoints_need_no_key_and_metrics_count_requests(api_settings):
-    s = api_settings()
+async def test_ops_endpoints_need_no_key_and_metrics_count_requests(make_settings):
+    s = make_settings()
     await seed(s, [rec("u:alice", 1)])
     key = new_key(s)
     async with serve(s) as (c, _):
@@ -652,8 +646,8 @@ async def test_ops_endpoints_need_no_key_and_metrics_count_requests(api_settings
     assert samples[("segstream_api_request_seconds_count", (("route", route),))] == 3
 
 
-async def test_openapi_documents_the_routes_and_bearer_auth(api_settings):
-    s = api_settings()
+async def test_openapi_documents_the_routes_and_bearer_auth(make_settings):
+    s = make_settings()
     async with serve(s) as (c, _):
         r = await c.get("/openapi.json")
     assert r.status_code == 200
@@ -671,46 +665,34 @@ async def test_openapi_documents_the_routes_and_bearer_auth(api_settings):
     assert doc["paths"]["/v1/segments/lookup"]["post"]["security"]
 
 
-async def test_the_api_works_as_a_read_only_redis_user(api_settings):
-    """The ACL the README documents: read commands on seg:{ns}:* and nothing else."""
-    probe = api_settings()
-    user = f"segapi-{probe.namespace}"
-    password = uuid.uuid4().hex
-    root = admin(probe)
-    root.execute_command(
-        "ACL", "SETUSER", user, "on", f">{password}", f"~seg:{probe.namespace}:*",
-        "-@all", "+hgetall", "+get", "+scard", "+sscan", "+ping",
-    )  # fmt: skip
-    try:
-        s = api_settings(
-            namespace=probe.namespace,
-            api_redis_url=f"redis://{user}:{password}@127.0.0.1:6379/0",
-        )
-        await seed(s, [rec("u:alice", 1), rec("u:bob", 1)])
-        key = new_key(s, "segments:read", "members:read")
-        async with serve(s) as (c, rt):
-            assert (await c.get("/readyz")).status_code == 200
-            r = await c.get("/v1/users/alice/segment", headers=bearer(key))
-            assert r.json()["segment"] == 1
-            r = await c.post("/v1/segments/lookup", json={"user_ids": ["bob"]}, headers=bearer(key))
-            assert set(r.json()["results"]) == {"bob"}
-            r = await c.get("/v1/segments", headers=bearer(key))
-            assert [x["size"] for x in r.json()] == [0, 2, 0]
-            r = await c.get("/v1/segments/1/members", headers=bearer(key))
-            assert sorted(r.json()["members"]) == ["u:alice", "u:bob"]
-            with pytest.raises(redis.exceptions.NoPermissionError):
-                await rt.client.set(Keys(s).user("u:alice"), "x")
-    finally:
-        root.execute_command("ACL", "DELUSER", user)
+async def test_the_api_works_as_the_read_only_redis_user_deploy_makes(make_settings, redis_users):
+    """The ACL user deploy/local/up makes (segapi): it reads seg:* and nothing else."""
+    s = make_settings(api_redis_url=redis_users["SEGSTREAM_API_REDIS_URL"])
+    await seed(s, [rec("u:alice", 1), rec("u:bob", 1)])
+    key = new_key(s, "segments:read", "members:read")
+    async with serve(s) as (c, rt):
+        assert (await c.get("/readyz")).status_code == 200
+        r = await c.get("/v1/users/alice/segment", headers=bearer(key))
+        assert r.json()["segment"] == 1
+        r = await c.post("/v1/segments/lookup", json={"user_ids": ["bob"]}, headers=bearer(key))
+        assert set(r.json()["results"]) == {"bob"}
+        r = await c.get("/v1/segments", headers=bearer(key))
+        assert [x["size"] for x in r.json()] == [0, 2, 0]
+        r = await c.get("/v1/segments/1/members", headers=bearer(key))
+        assert sorted(r.json()["members"]) == ["u:alice", "u:bob"]
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await rt.client.set(Keys(s).user("u:alice"), "x")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await rt.client.get("not-segstream")
 
 
 # ---------------------------------------------------------------------- CLI
 @pytest.fixture
-def cli_env(api_settings, monkeypatch) -> Settings:
+def cli_env(make_settings, monkeypatch) -> Settings:
     for name in list(os.environ):
         if name.startswith("SEGSTREAM_"):
             monkeypatch.delenv(name)
-    s = api_settings()
+    s = make_settings()
     monkeypatch.setenv("SEGSTREAM_NAMESPACE", s.namespace)
     monkeypatch.setenv("SEGSTREAM_REDIS_URL", s.redis_url.get_secret_value())
     return s
@@ -761,52 +743,28 @@ def test_keys_cli_creates_lists_and_revokes_keys_storing_only_hashes(cli_env):
     assert "no key named" in gone.output
 
 
-def _free_port() -> int:
-    return _closed_port()
-
-
-def test_segstream_api_serves_over_http(cli_env, tmp_path):
+def test_segstream_api_serves_over_http(cli_env, tmp_path, api_server):
     """``segstream api`` as a real uvicorn server: lookups, a streamed 413, graceful SIGTERM."""
     s = cli_env
     asyncio.run(seed(s, [rec("u:alice", 1)]))
     key = new_key(s)
-    port = _free_port()
     log = tmp_path / "api.log"
-    env = {**os.environ, "SEGSTREAM_API_MAX_BODY_BYTES": "4096"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "consumers.cli", "api", "--host", "127.0.0.1",
-             "--port", str(port), "--loglevel", "info"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        with httpx.Client(base_url=base, headers=bearer(key), timeout=5) as c:
-            r = c.get("/v1/users/alice/segment")
-            assert (r.status_code, r.json()["segment_name"]) == (200, "Loyal big spenders")
-            assert r.headers["content-type"] == "application/json"
-            assert "server" not in r.headers
-            r = c.get("/v1/users/nobody/segment")
-            assert (r.status_code, r.json()["error"]) == (404, "unknown_user")
-            r = c.post(
-                "/v1/segments/lookup",
-                content=iter([b'{"user_ids": ["', b"z" * 3000, b"z" * 3000, b'"]}']),
-                headers={"content-type": "application/json"},
-            )
-            assert (r.status_code, r.json()["error"]) == (413, "body_too_large")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
+    with (
+        api_server(log, {"SEGSTREAM_API_MAX_BODY_BYTES": "4096"}) as api,
+        httpx.Client(base_url=api.base, headers=bearer(key), timeout=5) as c,
+    ):
+        r = c.get("/v1/users/alice/segment")
+        assert (r.status_code, r.json()["segment_name"]) == (200, "Loyal big spenders")
+        assert r.headers["content-type"] == "application/json"
+        assert "server" not in r.headers
+        r = c.get("/v1/users/nobody/segment")
+        assert (r.status_code, r.json()["error"]) == (404, "unknown_user")
+        r = c.post(
+            "/v1/segments/lookup",
+            content=iter([b'{"user_ids": ["', b"z" * 3000, b"z" * 3000, b'"]}']),
+            headers={"content-type": "application/json"},
+        )
+        assert (r.status_code, r.json()["error"]) == (413, "body_too_large")
     # uvicorn shuts down gracefully, then re-raises the signal it caught
-    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert api.proc.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete" in log.read_text()

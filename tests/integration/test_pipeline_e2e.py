@@ -17,13 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from consumers.api_keys import admin_client, create_key
 from consumers.queries import lookup_users
-from models.features import feature_space
+from models.features import FeatureSpace, feature_space
+from models.health import cents, value_of
+from models.oracle import OracleResult
 from models.oracle import run as oracle_run
 from models.synthetic import Generator
 from schemas.parse import EventParser
@@ -109,7 +114,10 @@ def _csv(path: Path, end: datetime) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run(
-    servers: None, tmp_path_factory: pytest.TempPathFactory, segmented: Callable[..., None]
+    servers: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    segmented: Callable[..., None],
+    redis_users: dict[str, str],
 ) -> Iterator[Run]:
     settings = Settings(namespace=f"e2e{uuid.uuid4().hex[:8]}", metrics_port=0, publish_every_s=2)
     ensure_topics(settings)
@@ -165,12 +173,16 @@ def run(
         env=env,
     )
     log = tmp / "worker.log"
-    # five planted personas plus the CSV visitors, who behave like none of them
+    # five planted personas plus the CSV visitors, who behave like none of them;
+    # the worker writes Redis as the ACL user deploy/local made for it
     segmented(
         settings,
         log,
         sorted(g.truth) + csv_profiles,
-        env={"SEGSTREAM_CLUSTERER": '{"type": "kmeans", "n_clusters": 6}'},
+        env={
+            "SEGSTREAM_CLUSTERER": '{"type": "kmeans", "n_clusters": 6}',
+            "SEGSTREAM_REDIS_URL": redis_users["SEGSTREAM_REDIS_URL"],
+        },
     )
     yield Run(settings, g, events, csv_profiles, log)
 
@@ -191,13 +203,24 @@ def test_users_land_in_segments_matching_the_planted_personas(run: Run) -> None:
     assert ari >= 0.9, f"ARI {ari:.3f}"
 
 
-def test_duplicates_change_nothing_features_equal_the_oracle(run: Run) -> None:
+@pytest.fixture(scope="module")
+def oracle(run: Run) -> OracleResult:
+    """The single-process recomputation of every profile from the generated events."""
     s = run.settings
-    space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
     parser = EventParser(
         s.email_hash_key.get_secret_value().encode(), now=lambda: datetime.now(tz=UTC)
     )
-    oracle = oracle_run([(src, raw) for src, _, raw in run.events], parser, space)
+    return oracle_run([(src, raw) for src, _, raw in run.events], parser, _space(s))
+
+
+def _space(s: Settings) -> FeatureSpace:
+    return feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
+
+
+def test_duplicates_change_nothing_features_equal_the_oracle(
+    run: Run, oracle: OracleResult
+) -> None:
+    space = _space(run.settings)
     found = _lookup(run, sorted(run.generator.truth))
     for profile, line in found.items():
         expected = space.raw(oracle.profiles[profile], oracle.watermark_ms)
@@ -277,3 +300,70 @@ def test_lookup_by_an_anonymous_id_follows_the_merge_to_the_customer(run: Run) -
         line = by_anon[u.anonymous_id]
         assert line["profile"] == f"u:{u.user_id}"
         assert line["segment"] == customer[f"u:{u.user_id}"]["segment"]
+
+
+def test_the_api_serves_the_live_segments_as_the_read_only_user(
+    run: Run,
+    oracle: OracleResult,
+    redis_users: dict[str, str],
+    api_server: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """A real ``segstream api`` (as the segapi ACL user) agrees with Redis on every user,
+    follows merges, and reports segment sizes and health sums that match the oracle."""
+    s = run.settings
+    key, _ = create_key(admin_client(s), s, ["segments:read", "members:read"], 10_000)
+    env = {
+        "SEGSTREAM_NAMESPACE": s.namespace,
+        "SEGSTREAM_API_REDIS_URL": redis_users["SEGSTREAM_API_REDIS_URL"],
+    }
+    profiles = sorted(run.generator.truth) + run.csv_profiles
+    expected = _lookup(run, profiles)
+    auth = {"Authorization": f"Bearer {key}"}
+    with (
+        api_server(tmp_path / "api.log", env) as api,
+        httpx.Client(base_url=api.base, headers=auth, timeout=10) as c,
+    ):
+        r = c.post("/v1/segments/lookup", json={"user_ids": profiles})
+        assert r.status_code == 200, r.text
+        assert r.json()["unknown"] == []
+        for profile, got in r.json()["results"].items():
+            want = expected[profile]
+            assert (got["segment"], got["model_version"]) == (
+                want["segment"],
+                want["model_version"],
+            )
+        known = next(u for u in run.generator.users if u.user_id)
+        r = c.get(f"/v1/users/{known.anonymous_id}/segment")
+        assert r.status_code == 200, r.text
+        assert r.json()["profile"] == f"u:{known.user_id}"
+
+        catalog = c.get("/v1/segments").json()
+        members: dict[int, list[str]] = {}
+        for seg in catalog:
+            members[seg["id"]] = _all_members(c, seg["id"])
+            assert seg["size"] == len(members[seg["id"]]) == seg["health"]["users"]
+            assert seg["name"] and seg["description"]
+    assert api.proc.returncode in (0, -15), api.log.read_text()
+
+    assert sorted(m for ms in members.values() for m in ms) == sorted(profiles)
+    for seg in catalog:
+        values = [value_of(oracle.profiles[m]) for m in members[seg["id"]] if m in oracle.profiles]
+        assert len(values) == len(set(members[seg["id"]]) - set(run.csv_profiles))
+        h, n = seg["health"], len(values)
+        revenue = sum(cents(round(v.revenue, 2)) for v in values)
+        assert abs(cents(h["revenue"]) - revenue) <= n, seg["id"]
+        assert h["converted"] == sum(v.converted for v in values)
+        ad_cost = sum(cents(round(v.ad_cost, 2)) for v in values)
+        assert abs(cents(h["ad_cost"]) - ad_cost) <= n, seg["id"]
+
+
+def _all_members(c: httpx.Client, segment: int) -> list[str]:
+    out: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = c.get(f"/v1/segments/{segment}/members", params={"cursor": cursor, "limit": 50})
+        assert page.status_code == 200, page.text
+        out += page.json()["members"]
+        cursor = page.json()["next_cursor"]
+    return out

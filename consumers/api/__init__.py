@@ -1,0 +1,38 @@
+"""``segstream api``: the personalization lookup API (HTTP/JSON, FastAPI + uvicorn).
+
+It only reads Redis (HGETALL, GET, SCARD, SSCAN, PING), so it can run as a read-only
+Redis user limited to ``seg:*`` (``SEGSTREAM_API_REDIS_URL``; falls back to
+``SEGSTREAM_REDIS_URL``).
+
+==========================================  ==================  ==========================
+route                                       scope               answer
+==========================================  ==================  ==========================
+``GET /v1/users/{id}/segment``              ``segments:read``   one user's segment (404
+                                                                ``unknown_user``)
+``POST /v1/segments/lookup``                ``segments:read``   up to 1,000 users at once
+``GET /v1/segments``                        ``segments:read``   the segment catalog + sizes
+``GET /v1/segments/{id}/members``           ``members:read``    profile keys, SSCAN pages
+``GET /healthz`` ``/readyz`` ``/metrics``   none                liveness, Redis PING,
+                                                                Prometheus
+==========================================  ==================  ==========================
+
+A user lookup is one Redis round trip: the user hashes of every candidate profile
+key (``consumers.queries.candidates``) and their merge pointers in one pipeline;
+segment names come from the catalog, cached in the process for a second (when it
+is stale, its HGETALL rides in the same pipeline). Only a user whose profile was
+merged into another costs one more round trip per hop.
+
+Errors are JSON ``{"error": code, "detail": ...}``: 401 ``unauthorized``, 403
+``forbidden``, 404 ``unknown_user`` / ``unknown_segment`` / ``not_found``, 413
+``body_too_large``, 422 ``invalid_request``, 429 ``rate_limited`` (with
+``Retry-After``), 503 ``redis_unavailable``.
+
+Modules: ``app`` (routes), ``schema`` (request and answer shapes), ``reader`` (Redis
+reads), ``runtime`` (shared state, auth), ``errors``, ``pages`` (member cursors),
+``middleware`` (body limit, request metrics).
+"""
+
+from consumers.api.app import create_app
+from consumers.api.runtime import Runtime
+
+__all__ = ["Runtime", "create_app"]
