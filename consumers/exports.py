@@ -25,7 +25,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import KafkaUnavailable
-from schemas.records import SegmentRecord
+from schemas.records import SegmentRecord, is_segment_event
 from schemas.settings import Settings, kafka_client_config
 
 
@@ -123,7 +123,7 @@ def changes(settings: Settings, since_s: float, fmt: str, out: IO[str]) -> Expor
         if value is None:
             continue
         c = orjson.loads(value)
-        if c["emitted_ms"] < since_ms:
+        if is_segment_event(c) or c["emitted_ms"] < since_ms:
             continue
         record = current.get(c["profile"])
         row: dict[str, Any] = {

@@ -136,6 +136,9 @@ class SegmentWriter:
         results = await pipe.execute()
         return sum(1 for x in results[: len(records)] if x == 1)
 
+    async def health(self, segment_ids: list[int]) -> dict[int, Health]:
+        return await read_health(self.client, self.keys, segment_ids)
+
     async def publish_model(
         self,
         version: int,
@@ -182,6 +185,15 @@ def decode_health(segment_ids: list[int], raw: list[Any]) -> dict[int, Health]:
         users, (r, k, a) = raw[2 * n], raw[2 * n + 1]
         out[sid] = Health.from_cents(users, int(r or 0), int(k or 0), int(a or 0))
     return out
+
+
+async def read_health(
+    client: aioredis.Redis, keys: Keys, segment_ids: list[int]
+) -> dict[int, Health]:
+    """Size and health sums of each segment, in one round trip (asyncio)."""
+    pipe = client.pipeline(transaction=False)
+    queue_health(pipe, keys, segment_ids)
+    return decode_health(segment_ids, await pipe.execute())
 
 
 MAX_ALIAS_HOPS = 4  # a:anon -> e:email -> u:customer is two

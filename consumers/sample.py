@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 from rich.console import Console
 
 from consumers.queries import lookup_users, reader, segment_table
+from consumers.redis_view import UserSegment
 from models.quality import adjusted_rand_index
 from models.synthetic import Generator
 from schemas.privacy import hash_email_field
@@ -68,8 +70,10 @@ def wait_for_segments(
     settle: float,
     proc: subprocess.Popen[bytes] | None = None,
     console: Console | None = None,
+    ready: Callable[[dict[str, UserSegment | None]], bool] | None = None,
 ) -> dict[str, Any]:
-    """Wait until every profile has a segment from the latest model and the model is stable.
+    """Wait until every profile has a segment from the latest model and the model is stable
+    (and ``ready`` holds for what Redis has for the profiles, when given).
 
     Returns ``{"assigned": n, "version": v, "seconds": t}``; raises TimeoutError.
     """
@@ -92,7 +96,8 @@ def wait_for_segments(
                 "users on the latest model",
                 highlight=False,
             )
-        if version and current == len(profiles) and time.monotonic() - stable_since >= settle:
+        settled = time.monotonic() - stable_since >= settle
+        if version and current == len(profiles) and settled and (ready is None or ready(found)):
             return {"assigned": current, "version": version, "seconds": elapsed}
         if elapsed > timeout:
             raise TimeoutError(

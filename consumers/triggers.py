@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from consumers.webhooks import deliver
 from models.triggers import TriggerState, next_due, on_change, on_tick
+from schemas.records import is_segment_event
 from schemas.settings import Settings
 from streams.app import Runtime
 from streams.stages import guarded
@@ -84,6 +85,8 @@ class TriggerRelay(Runtime):
                 key = ev.message.key
                 try:
                     change = orjson.loads(ev.message.value)
+                    if is_segment_event(change):
+                        continue  # a segment appeared or vanished: no user to trigger for
                     state, fired = on_change(self.load(key, local), change, self.rules, now)
                     local[key] = state
                     records += self._records(key, fired)

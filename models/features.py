@@ -443,6 +443,12 @@ class FeatureSpace:
         raise KeyError(f"unknown feature {name!r}")
 
 
+def lifetime_free(names: Iterable[str]) -> tuple[str, ...]:
+    """The features that are not lifetime totals (which only grow in a fixed cohort, so
+    their drift says nothing): what drift detection watches by default."""
+    return tuple(n for n in names if n not in COUNTERS and n != "tenure_days")
+
+
 DECAYED_FEATURES = {
     "frequency_30d": "events_30d",
     "sessions_30d": "sessions_30d",

@@ -14,7 +14,7 @@ user id and a raw email, and some of their ad clicks carry only the email.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,9 +84,49 @@ class Generator:
 
     def events(self) -> Iterator[Generated]:
         """All events of all users, in event-time order."""
+        return self._ordered(self._persona_events(u) for u in self.users)
+
+    def later(self, days: float, shift: str | None = None) -> Iterator[Generated]:
+        """The same users ``days`` on, behaving as before: each persona's pattern is drawn
+        again up to the new end and only its part after the old end is kept. Call after
+        :meth:`events`; the clock (``end_ms``) moves on.
+
+        ``shift`` names a persona whose channel mix moves in that period: paid search
+        reaches them (an ad click before each session, the session on ``google_ads``).
+        """
+        if shift is not None and shift not in self.personas:
+            raise ValueError(f"unknown persona {shift!r}")
+        before = self.end_ms
+        self.end_ms += int(days * DAY_MS)
+        self.start_ms += int(days * DAY_MS)
+        batches = []
+        for u in self.users:
+            new = [e for e in self._persona_events(u) if e.value["ts"] > before]
+            batches.append(self._paid_search(u, new) if u.persona == shift else new)
+        return self._ordered(batches)
+
+    def _persona_events(self, u: _User) -> list[Generated]:
+        events: list[Generated] = getattr(self, "_" + u.persona)(u)
+        return events
+
+    def _paid_search(self, u: _User, events: list[Generated]) -> list[Generated]:
+        out: list[Generated] = []
+        sessions: set[str | None] = set()
+        for e in events:
+            if e.source == "web":
+                e.value["channel"] = "google_ads"
+                if e.value.get("session_id") not in sessions:
+                    sessions.add(e.value.get("session_id"))
+                    cost = self.rng.uniform(1.0, 3.0)
+                    out.append(self._ad(u, "click", e.value["ts"] - 1000, "google_ads", cost))
+            out.append(e)
+        return out
+
+    @staticmethod
+    def _ordered(batches: Iterable[list[Generated]]) -> Iterator[Generated]:
         out: list[tuple[int, int, Generated]] = []
-        for user in self.users:
-            for ev in getattr(self, "_" + user.persona)(user):
+        for batch in batches:
+            for ev in batch:
                 out.append((ev.value["ts"], len(out), ev))
         out.sort(key=lambda t: (t[0], t[1]))
         for _, _, ev in out:
@@ -106,10 +146,10 @@ class Generator:
         u: _User,
         type_: str,
         ts: int,
-        session: str,
+        session: str | None,
         *,
         logged_in: bool,
-        channel: str,
+        channel: str | None,
         device: str,
         revenue: float = 0.0,
     ) -> Generated:
@@ -125,6 +165,7 @@ class Generator:
             "device_type": device,
             "channel": channel,
         }
+        value = {k: v for k, v in value.items() if v is not None}
         if logged_in and u.user_id:
             value["user_id"] = u.user_id
         if revenue:

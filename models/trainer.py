@@ -11,11 +11,26 @@ it learns from is the population as it is now.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from models.drift import DriftMonitor, Drifts
 from models.features import FeatureSpace
+from models.quality import silhouette
 from models.segments import SegmentLearner, Snapshot
+
+ADAPT_FACTOR = 4  # after a confirmed feature drift, the next cycle learns this many times more
+
+
+@dataclass
+class Report:
+    """What a cycle found besides the snapshot: drift, quality, segments born and gone."""
+
+    drifts: Drifts = field(default_factory=Drifts)
+    silhouette: float | None = None
+    appeared: list[int] = field(default_factory=list)
+    vanished: list[int] = field(default_factory=list)
 
 
 class Trainer:
@@ -28,6 +43,8 @@ class Trainer:
         learn_per_cycle: int = 2_000,
         share_sample: int = 2_000,
         seed: int = 42,
+        drift: DriftMonitor | None = None,
+        quality_sample: int = 1_000,
     ) -> None:
         self.space = space
         self.learner = learner
@@ -38,6 +55,10 @@ class Trainer:
         self.users: dict[str, tuple[dict[str, float], int]] = {}  # key -> (raw, as_of_ms)
         self.watermark_ms = 0
         self.pending = 0  # observations since the last cycle
+        self.drift = drift
+        self.quality_sample = quality_sample
+        self.adapting = False  # a feature drift was confirmed: learn faster for a cycle
+        self.report = Report()
 
     def observe(self, key: str, raw: Mapping[str, float], as_of_ms: int) -> None:
         """Record a user's latest raw feature values (as of their event time)."""
@@ -62,18 +83,46 @@ class Trainer:
         if not keys:
             return None
         # uniform draws from the population: a small population is seen several times
-        for key in self.rng.choices(keys, k=self.learn_per_cycle):
+        draws = self.learn_per_cycle * (ADAPT_FACTOR if self.adapting else 1)
+        for key in self.rng.choices(keys, k=draws):
             self.learner.learn_one(self._now_vector(*self.users[key]))
+        self.adapting = False
         self.rng.shuffle(keys)
         sample = keys[: self.share_sample]
         population = [self._now_vector(*self.users[k]) for k in sample]
         self.pending = 0
-        return self.learner.snapshot(now, population)
+        before = self.learner.published
+        snap = self.learner.snapshot(now, population)
+        if snap is not None:
+            self.report = self._report(before, snap, population)
+        return snap
+
+    def _report(
+        self, before: Snapshot | None, snap: Snapshot, population: Sequence[Mapping[str, float]]
+    ) -> Report:
+        report = Report()
+        old = {s.id for s in before.segments} if before else set()
+        new = {s.id for s in snap.segments}
+        report.appeared, report.vanished = sorted(new - old), sorted(old - new)
+        if self.drift is not None:
+            report.drifts = self.drift.check(
+                population,
+                {s.id: s.share for s in snap.segments},
+                {s.id: tuple(snap.unscale(s.centroid).values()) for s in snap.segments},
+                snap.std,
+            )
+            self.adapting = bool(report.drifts.features)
+        if self.quality_sample and snap.segments:
+            points = [snap.scale(x) for x in population[: self.quality_sample]]
+            labels = [snap.assign(x).segment for x in population[: self.quality_sample]]
+            report.silhouette = silhouette(points, labels)
+        return report
 
     @property
     def unsettled(self) -> bool:
-        """True when the last cycle re-seeded a centroid and another cycle should follow."""
-        return self.learner.unsettled
+        """True when another cycle should follow soon: the last one re-seeded a centroid,
+        or confirmed a feature drift the model should adapt to."""
+        return self.learner.unsettled or self.adapting
 
     def state(self) -> dict[str, Any]:
         return {

@@ -121,6 +121,7 @@ class Event:
     amount: float = 0.0
     cost: float = 0.0
     consent_marketing: bool | None = None
+    ingest_ms: int | None = None  # when Kafka took the source record (for latency metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

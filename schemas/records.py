@@ -6,6 +6,7 @@ These are public API (see README, "Topics"); change them only on purpose.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,6 +66,41 @@ class SegmentChange:
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEvent:
+    """A segment appeared in or vanished from the model. Also on ``segment-changes``
+    (``kind`` "segment", key ``segment:<id>``); per-user changes have no ``kind``."""
+
+    id: str
+    segment: int
+    event: str  # "appeared" | "vanished"
+    version: int
+    at_ms: int  # the model's event time
+    name: str | None = None  # of a segment that appeared
+    kind: str = "segment"
+
+    @classmethod
+    def make(
+        cls, segment: int, event: str, version: int, at_ms: int, name: str | None
+    ) -> SegmentEvent:
+        raw = f"segment|{segment}|{event}|{version}".encode()
+        return cls(
+            hashlib.blake2b(raw, digest_size=16).hexdigest(), segment, event, version, at_ms, name
+        )
+
+    @property
+    def key(self) -> bytes:
+        return f"segment:{self.segment}".encode()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+def is_segment_event(change: Mapping[str, Any]) -> bool:
+    """True for a segment-level record on ``segment-changes`` (not a user's change)."""
+    return change.get("kind") == "segment"
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     publish_every_s: float = Field(10.0, gt=0)
     model_secret: SecretStr = SecretStr("segstream-dev-model-key-change-me")
 
+    # Drift (models/drift.py): checked once per model cycle on the population sample
+    drift_features: tuple[str, ...] | None = None  # None: the features but lifetime totals
+    drift_feature_psi: float = Field(0.25, gt=0)
+    drift_segment_psi: float = Field(0.1, gt=0)
+    drift_centroid_shift: float = Field(1.0, gt=0)  # z units
+    drift_confirm: int = Field(3, ge=1)  # consecutive checks over the threshold
+    quality_sample: int = Field(1000, ge=0, le=5000)  # users in the silhouette (0: off)
+
     # HTTP API (segstream api)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, le=65535)

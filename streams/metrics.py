@@ -44,6 +44,56 @@ BATCH_SECONDS = Histogram(
 )
 MODEL_VERSION = Gauge("segstream_model_version", "Model version this worker assigns with")
 SEGMENTS = Gauge("segstream_segments", "Segments in the current model")
+WRITE_LATENCY = Histogram(
+    "segstream_write_latency_seconds",
+    "From an event's time (clock=event) or its arrival in Kafka (clock=ingest) to its "
+    "profile's segment written to Redis",
+    ["clock"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+CONSUMER_LAG = Gauge(
+    "segstream_consumer_lag",
+    "Records behind the high-water mark, per assigned partition",
+    ["topic", "partition"],
+)
+LAST_BATCH = Gauge("segstream_last_batch_timestamp_seconds", "When a batch last finished")
+
+# Model-level series: only the worker that owns the model (training partition) sets them.
+MODEL_OWNER = Gauge("segstream_model_owner", "1 on the worker that trains the model, else 0")
+SEGMENT_USERS = Gauge("segstream_segment_users", "Users in the segment now", ["segment"])
+SEGMENT_SHARE = Gauge("segstream_segment_share", "Share of all users in the segment", ["segment"])
+SEGMENT_REVENUE = Gauge(
+    "segstream_segment_revenue", "Lifetime revenue of the segment's members", ["segment"]
+)
+SEGMENT_AD_COST = Gauge(
+    "segstream_segment_ad_cost", "Ad cost attributed to the segment's members", ["segment"]
+)
+SEGMENT_CONVERSION = Gauge(
+    "segstream_segment_conversion_rate", "Share of members who converted", ["segment"]
+)
+SEGMENT_CAC = Gauge("segstream_segment_cac", "Ad cost per converted member", ["segment"])
+SEGMENT_ROAS = Gauge("segstream_segment_roas", "Revenue per unit of ad cost", ["segment"])
+CENTROID_SHIFT = Gauge(
+    "segstream_centroid_shift",
+    "How far the segment's centre moved from its reference position (z units)",
+    ["segment"],
+)
+CLUSTER_QUALITY = Gauge(
+    "segstream_cluster_quality", "Clustering quality on a bounded sample", ["metric"]
+)
+FEATURE_DRIFT = Gauge(
+    "segstream_feature_drift",
+    "PSI of the population's values against the reference population, per feature",
+    ["feature"],
+)
+SEGMENT_DRIFT = Gauge(
+    "segstream_segment_drift", "PSI of the segment shares against the reference shares"
+)
+DRIFT_DETECTED = Counter(
+    "segstream_drift_detected_total",
+    "Confirmed drifts (kind: feature, segment, centroid)",
+    ["kind"],
+)
 
 
 def event_type_label(event_type: str) -> str:

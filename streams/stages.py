@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -22,15 +23,12 @@ from models import checkpoint
 from models.features import Profile
 from models.health import value_of
 from models.identity import link, resolve, route
-from models.naming import profiles as segment_profiles
 from models.profiles import assign, handle
-from models.segments import SegmentLearner
-from models.trainer import Trainer
 from schemas.parse import EventParser, Rejection
 from schemas.records import SegmentChange, SegmentRecord
 from streams import metrics
 from streams.app import Pipeline
-from streams.readers import follow, read_all
+from streams.readers import follow
 
 log = logging.getLogger("segstream.worker")
 
@@ -79,6 +77,7 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
                 records.append(p.dead_letter(ev, parsed.reason, parsed.detail, "edge"))
                 continue
             metrics.EVENTS.labels(source, metrics.event_type_label(parsed.type)).inc()
+            parsed = replace(parsed, ingest_ms=int(ev.message.timestamp * 1000))
             records.extend(p.out_record(o) for o in route(parsed))
         except Exception as exc:  # a bug must not stop the partition: dead-letter it
             log.exception(
@@ -201,11 +200,14 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
         local: dict[bytes, Profile | None] = {}
         dirty: dict[bytes, bool] = {}  # key -> went away (merged)
         fx = Effects()
+        stamps: list[tuple[int, int | None]] = []  # (event time, ingest time) of each event
         for ev in events:
             m = ev.message
             key = m.key
             try:
                 record = orjson.loads(m.value)
+                if record["k"] == "event":
+                    stamps.append((record["e"]["ts_ms"], record["e"].get("ingest_ms")))
                 if key not in local:
                     local[key] = load_profile(p, key)
                 step = handle(
@@ -254,7 +256,33 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                     log.exception("segment assignment failed for %s", key)
             fx.table[key] = orjson.dumps(state.to_dict())
         await apply_effects(p, fx)
+    observe_latency(stamps)
     metrics.BATCH_SECONDS.labels("profiles").observe(time.perf_counter() - started)
+
+
+def observe_latency(stamps: list[tuple[int, int | None]]) -> None:
+    """Event time and ingest time to now, when the batch's segments are in Redis."""
+    now_ms = time.time() * 1000
+    by_event, by_ingest = (
+        metrics.WRITE_LATENCY.labels("event"),
+        metrics.WRITE_LATENCY.labels("ingest"),
+    )
+    for ts_ms, ingest_ms in stamps:
+        by_event.observe(max(0.0, now_ms - ts_ms) / 1000)
+        if ingest_ms is not None:
+            by_ingest.observe(max(0.0, now_ms - ingest_ms) / 1000)
+
+
+def batch_done(p: Pipeline, events: list[Any]) -> None:
+    """After a batch: how far behind each of its partitions is, and that work goes on."""
+    last: dict[TP, int] = {}
+    for ev in events:
+        m = ev.message
+        last[m.tp] = m.offset
+    for tp, offset in last.items():
+        lag = p.app.consumer.highwater(tp) - offset - 1
+        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+    metrics.LAST_BATCH.set_to_current_time()
 
 
 async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
@@ -309,110 +337,3 @@ async def follow_model(p: Pipeline) -> None:
             metrics.MODEL_VERSION.set(snap.version)
             metrics.SEGMENTS.set(len(snap.segments))
             p.snapshot_changed.set()
-
-
-class TrainerStage:
-    """Owns the single ``training`` partition: keeps the population, publishes models."""
-
-    def __init__(self, p: Pipeline) -> None:
-        self.p = p
-        self.trainer: Trainer | None = None
-        self.generation = -1  # consumer generation the trainer was restored in
-        self.lock = asyncio.Lock()
-
-    def owns_training(self) -> bool:
-        """True while this worker is assigned the training partition."""
-        tp = TP(self.p.settings.topic("training"), 0)
-        return tp in self.p.app.consumer.assignment()
-
-    def _new_learner(self) -> SegmentLearner:
-        s = self.p.settings
-        return SegmentLearner(
-            s.features, s.clusterer, seed=s.seed, max_distance=s.match_max_distance
-        )
-
-    async def restore(self) -> Trainer:
-        """Resume from the last checkpoint and the compacted training topic."""
-        s = self.p.settings
-        last = None
-        async for _, value in read_all(s, s.topic("model")):
-            last = value if value is not None else last
-        learner = self._new_learner()
-        if last is not None:
-            secret = s.model_secret.get_secret_value().encode()
-            try:
-                snap, _ = checkpoint.decode(last, secret, with_learner=False)
-                learner.published = snap  # at least: versions and segment ids go on
-                _, resumed = checkpoint.decode(last, secret)
-                if resumed is not None:
-                    learner = resumed
-                    learner.published = snap
-            except checkpoint.CheckpointError as exc:
-                log.error(
-                    "model checkpoint not resumed (%s); learning again from the "
-                    "population, keeping versions and ids",
-                    exc,
-                )
-        trainer = Trainer(self.p.space, learner, seed=s.seed)
-        async for key, value in read_all(s, s.topic("training")):
-            self.observe(trainer, key, value)
-        log.info("trainer resumed: %s", trainer.state())
-        return trainer
-
-    @staticmethod
-    def observe(trainer: Trainer, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            trainer.forget(key.decode())
-            return
-        sample = orjson.loads(value)
-        trainer.observe(key.decode(), sample["raw"], int(sample["as_of"]))
-
-    async def batch(self, events: list[Any]) -> None:
-        async with self.lock:
-            generation = self.p.app.consumer_generation_id
-            if self.trainer is None or generation != self.generation:
-                # first batch, or the partition may have lived elsewhere meanwhile
-                self.trainer = await self.restore()
-                self.generation = generation
-            for ev in events:
-                try:
-                    self.observe(self.trainer, ev.message.key, ev.message.value)
-                except Exception as exc:
-                    log.exception("bad training record at offset %s", ev.message.offset)
-                    await self.p.send(
-                        [self.p.dead_letter(ev, "processing_error", type(exc).__name__, "trainer")]
-                    )
-            if self.trainer.pending >= self.p.settings.publish_every_samples:
-                await self._publish()
-
-    async def tick(self) -> None:
-        async with self.lock:
-            if not self.owns_training():
-                self.trainer = None  # another worker trains now; restore if it comes back
-                return
-            if self.trainer is not None and (self.trainer.pending or self.trainer.unsettled):
-                await self._publish()
-
-    async def _publish(self) -> None:
-        assert self.trainer is not None
-        snap = self.trainer.cycle()
-        if snap is None:
-            return
-        s = self.p.settings
-        value = checkpoint.encode(
-            snap, self.trainer.learner, s.model_secret.get_secret_value().encode()
-        )
-        await self.p.send([("model", b"current", value)])
-        await self.p.redis_retry(
-            self.p.writer.publish_model,
-            snap.version,
-            snap.created_ms,
-            list(snap.features),
-            segment_profiles(snap, self.p.space),
-        )
-        log.info(
-            "published model v%d: %d segments from %d users",
-            snap.version,
-            len(snap.segments),
-            len(self.trainer.users),
-        )

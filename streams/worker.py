@@ -9,7 +9,7 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import SOURCES, Settings
-from streams import stages
+from streams import metrics, stages, training
 from streams.app import Pipeline
 from streams.topics import ensure_topics
 
@@ -27,6 +27,7 @@ def build(settings: Settings) -> Pipeline:
         async def ingest(stream: Any) -> None:
             async for events in stream.take_events(n, within=within):
                 await stages.guarded("edge", stages.ingest_batch(p, parser, source, events))
+                stages.batch_done(p, events)
 
         ingest.__name__ = f"ingest_{source}"
         return app.agent(p.topics[source], name=f"ingest-{source}", concurrency=1)(ingest)
@@ -38,18 +39,21 @@ def build(settings: Settings) -> Pipeline:
     async def identity(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("identity", stages.identity_batch(p, events))
+            stages.batch_done(p, events)
 
     @app.agent(p.topics["events"], name="profiles", concurrency=1)
     async def profiles(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("profiles", stages.profile_batch(p, events))
+            stages.batch_done(p, events)
 
-    trainer = stages.TrainerStage(p)
+    trainer = training.TrainerStage(p)
 
     @app.agent(p.topics["training"], name="trainer", concurrency=1)
-    async def training(stream: Any) -> None:
+    async def train(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("trainer", trainer.batch(events))
+            stages.batch_done(p, events)
 
     @app.timer(settings.publish_every_s)
     async def publish() -> None:
@@ -73,6 +77,9 @@ def run(settings: Settings, loglevel: str = "info") -> None:
         log.info("created topics: %s", ", ".join(created))
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    for kind in ("feature", "segment", "centroid"):
+        metrics.DRIFT_DETECTED.labels(kind)  # exported at 0, so increase() sees the first
+    metrics.MODEL_OWNER.set(0)
     p = build(settings)
     worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()

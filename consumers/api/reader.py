@@ -15,9 +15,8 @@ from consumers.redis_view import (
     MAX_ALIAS_HOPS,
     Keys,
     UserSegment,
-    decode_health,
     decode_user,
-    queue_health,
+    read_health,
 )
 from models.health import Health
 from schemas.settings import Settings
@@ -106,10 +105,7 @@ class AsyncSegmentReader:
         return self.catalog.segments
 
     async def health(self, segment_ids: list[int]) -> dict[int, Health]:
-        """Size and health sums of each segment, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        queue_health(pipe, self.keys, segment_ids)
-        return decode_health(segment_ids, await pipe.execute())
+        return await read_health(self.client, self.keys, segment_ids)
 
     async def scan_members(self, segment: int, cursor: int, count: int) -> tuple[int, list[str]]:
         nxt, batch = await self.client.sscan(self.keys.members(segment), cursor=cursor, count=count)

@@ -39,6 +39,7 @@ def run_worker_until_segmented(
     profiles: list[str],
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    ready: Callable[[dict[str, Any]], bool] | None = None,
 ) -> None:
     """A real ``segstream worker`` process until every profile has a segment; then SIGTERM.
 
@@ -55,7 +56,7 @@ def run_worker_until_segmented(
         },
     )
     try:
-        wait_for_segments(settings, profiles, timeout=timeout, settle=5, proc=proc)
+        wait_for_segments(settings, profiles, timeout=timeout, settle=5, proc=proc, ready=ready)
     finally:
         code = stop_worker(proc)
     assert code == 0, log.read_text()[-3000:]

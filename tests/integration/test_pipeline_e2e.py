@@ -33,7 +33,13 @@ from models.oracle import run as oracle_run
 from models.synthetic import Generator
 from schemas.parse import EventParser
 from schemas.privacy import hash_email_field
-from schemas.records import DeadLetter, SegmentChange, SegmentRecord
+from schemas.records import (
+    DeadLetter,
+    SegmentChange,
+    SegmentEvent,
+    SegmentRecord,
+    is_segment_event,
+)
 from schemas.settings import Settings
 from streams.produce import send_all
 from streams.topics import ensure_topics
@@ -275,11 +281,12 @@ def test_segments_topic_is_the_authoritative_copy_of_redis(run: Run, topic_reade
 def test_every_user_entered_a_segment_once_per_change_with_deterministic_ids(
     run: Run, topic_reader: Reader
 ) -> None:
-    changes = [
+    records = [
         orjson.loads(v)
         for _, v in topic_reader(run.settings, run.settings.topic("segment-changes"))
         if v
     ]
+    changes = [c for c in records if not is_segment_event(c)]
     ids = [c["id"] for c in changes]
     assert len(ids) == len(set(ids))
     for c in changes:
@@ -288,6 +295,14 @@ def test_every_user_entered_a_segment_once_per_change_with_deterministic_ids(
         )
     entered = {c["profile"] for c in changes if c["old"] is None}
     assert set(run.generator.truth) <= entered
+
+    # segment-level events: every segment a user entered was announced when it appeared
+    events = [c for c in records if is_segment_event(c)]
+    appeared = {e["segment"] for e in events if e["event"] == "appeared"}
+    assert {c["new"] for c in changes} <= appeared
+    for e in events:
+        made = SegmentEvent.make(e["segment"], e["event"], e["version"], e["at_ms"], e["name"])
+        assert e["id"] == made.id and (e["event"] == "appeared") == (e["name"] is not None)
 
 
 def test_lookup_by_an_anonymous_id_follows_the_merge_to_the_customer(run: Run) -> None:

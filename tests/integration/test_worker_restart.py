@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -63,7 +64,16 @@ def test_restart_recovers_profiles_and_resumes_the_model(
                 )
             )
     send_all(settings, extra)
-    segmented(settings, tmp_path / "second.log", profiles)
+
+    def caught_up(found: dict[str, Any]) -> bool:  # the new events are in, on a newer model
+        return all(
+            found[p] is not None
+            and found[p].seq == before[p]["seq"] + 3
+            and found[p].version > snap1.version
+            for p in touched
+        )
+
+    segmented(settings, tmp_path / "second.log", profiles, ready=caught_up)
     after = {line["profile"]: line for line in lookup_users(settings, profiles)[0]}
     snap2 = _latest_checkpoint(settings, topic_reader)
 

@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from models.drift import DriftMonitor
 from models.features import DAY_MS, feature_space
-from models.segments import SegmentLearner
-from models.trainer import Trainer
+from models.segments import SegmentLearner, Snapshot
+from models.trainer import ADAPT_FACTOR, Trainer
 from schemas.settings import KMeansConfig
 
 SPACE = feature_space(["recency_days", "frequency_30d", "purchases"])
@@ -22,6 +23,7 @@ class RecordingLearner:
         self.snapshots: list[tuple[int, list[dict[str, float]]]] = []
         self.n_seen = 0
         self.unsettled = False
+        self.published: Snapshot | None = None
 
     def learn_one(self, x):
         self.learned.append(dict(x))
@@ -29,7 +31,8 @@ class RecordingLearner:
 
     def snapshot(self, now_ms, population):
         self.snapshots.append((now_ms, [dict(p) for p in population]))
-        return "snapshot"
+        self.published = Snapshot(len(self.snapshots), (), (), (), (), 0, now_ms, self.n_seen)
+        return self.published
 
 
 def raw(recency: float, freq: float, purchases: float) -> dict[str, float]:
@@ -86,7 +89,7 @@ def test_cycle_ages_everyone_to_the_watermark():
     t = Trainer(SPACE, learner, seed=3, learn_per_cycle=20)
     t.observe("u:old", raw(0.0, 1.0, 2.0), 0)
     t.observe("u:new", raw(0.0, 1.0, 2.0), 30 * DAY_MS)
-    assert t.cycle() == "snapshot"
+    assert t.cycle() is learner.published
     now, population = learner.snapshots[0]
     assert now == 30 * DAY_MS
     by_recency = sorted(population, key=lambda x: x["recency_days"])
@@ -173,3 +176,42 @@ def test_state_and_a_real_learner():
     heavy = snap.assign(SPACE.transform(raw(1.0, 30.0, 10.0))).segment
     light = snap.assign(SPACE.transform(raw(1.0, 1.0, 0.0))).segment
     assert heavy != light
+
+
+def _group(t: Trainer, prefix: str, n: int, recency: float, freq: float, buys: float) -> None:
+    for i in range(n):
+        t.observe(f"u:{prefix}{i}", raw(recency + i % 3, freq + i % 2, buys), 10 * DAY_MS)
+
+
+def test_report_names_segments_that_appear_and_scores_the_clustering():
+    learner = SegmentLearner(SPACE.names, KMeansConfig(n_clusters=2, halflife=0.3), seed=1)
+    t = Trainer(SPACE, learner, seed=1, learn_per_cycle=400, quality_sample=200)
+    _group(t, "a", 60, 1, 30, 8)
+    _group(t, "b", 60, 60, 0, 0)
+    for _ in range(4):
+        snap = t.cycle()
+    assert snap is not None and len(snap.segments) == 2
+    first = t.cycle()
+    assert first is not None
+    assert t.report.appeared == [] and t.report.vanished == []  # the same two, same ids
+    assert t.report.silhouette is not None and t.report.silhouette > 0.7  # well apart
+    learner.published = None  # as if nothing was published before
+    t.cycle()
+    assert t.report.appeared == [s.id for s in first.segments]
+
+
+def test_a_confirmed_feature_drift_makes_the_next_cycle_learn_more():
+    learner = RecordingLearner()
+    monitor = DriftMonitor(["frequency_30d"], confirm=1, min_population=1)
+    t = Trainer(SPACE, learner, seed=1, learn_per_cycle=10, drift=monitor)
+    for i in range(50):
+        t.observe(f"u:{i}", raw(1, 0, 0), DAY_MS)
+    t.cycle()
+    assert not t.unsettled
+    for i in range(50):
+        t.observe(f"u:{i}", raw(1, 20 + i, 0), DAY_MS)
+    t.cycle()
+    assert t.report.drifts.features == ["frequency_30d"] and t.unsettled
+    t.cycle()
+    assert [len(learner.learned)] == [10 + 10 + 10 * ADAPT_FACTOR]
+    assert not t.unsettled

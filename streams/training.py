@@ -1,0 +1,234 @@
+"""The trainer side of the worker: owns the single ``training`` partition, keeps the
+population, publishes models, and reports on the model (drift, quality, segment health)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from faust.types import TP
+from prometheus_client import Gauge
+
+from models import checkpoint
+from models.drift import DriftMonitor
+from models.features import lifetime_free
+from models.health import Health
+from models.naming import profiles as segment_profiles
+from models.segments import SegmentLearner, Snapshot
+from models.trainer import Report, Trainer
+from schemas.records import SegmentEvent
+from streams import metrics
+from streams.app import Pipeline
+from streams.readers import read_all
+
+log = logging.getLogger("segstream.worker")
+
+
+class TrainerStage:
+    """Owns the single ``training`` partition: keeps the population, publishes models."""
+
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+        self.trainer: Trainer | None = None
+        self.generation = -1  # consumer generation the trainer was restored in
+        self.lock = asyncio.Lock()
+
+    def owns_training(self) -> bool:
+        """True while this worker is assigned the training partition."""
+        tp = TP(self.p.settings.topic("training"), 0)
+        return tp in self.p.app.consumer.assignment()
+
+    def _new_learner(self) -> SegmentLearner:
+        s = self.p.settings
+        return SegmentLearner(
+            s.features, s.clusterer, seed=s.seed, max_distance=s.match_max_distance
+        )
+
+    async def restore(self) -> Trainer:
+        """Resume from the last checkpoint and the compacted training topic."""
+        s = self.p.settings
+        last = None
+        async for _, value in read_all(s, s.topic("model")):
+            last = value if value is not None else last
+        learner = self._new_learner()
+        if last is not None:
+            secret = s.model_secret.get_secret_value().encode()
+            try:
+                snap, _ = checkpoint.decode(last, secret, with_learner=False)
+                learner.published = snap  # at least: versions and segment ids go on
+                _, resumed = checkpoint.decode(last, secret)
+                if resumed is not None:
+                    learner = resumed
+                    learner.published = snap
+            except checkpoint.CheckpointError as exc:
+                log.error(
+                    "model checkpoint not resumed (%s); learning again from the "
+                    "population, keeping versions and ids",
+                    exc,
+                )
+        trainer = Trainer(
+            self.p.space,
+            learner,
+            seed=s.seed,
+            drift=DriftMonitor(
+                s.drift_features or lifetime_free(s.features),
+                feature_threshold=s.drift_feature_psi,
+                segment_threshold=s.drift_segment_psi,
+                centroid_threshold=s.drift_centroid_shift,
+                confirm=s.drift_confirm,
+            ),
+            quality_sample=s.quality_sample,
+        )
+        async for key, value in read_all(s, s.topic("training")):
+            self.observe(trainer, key, value)
+        log.info("trainer resumed: %s", trainer.state())
+        return trainer
+
+    @staticmethod
+    def observe(trainer: Trainer, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            trainer.forget(key.decode())
+            return
+        sample = orjson.loads(value)
+        trainer.observe(key.decode(), sample["raw"], int(sample["as_of"]))
+
+    async def batch(self, events: list[Any]) -> None:
+        async with self.lock:
+            generation = self.p.app.consumer_generation_id
+            if self.trainer is None or generation != self.generation:
+                # first batch, or the partition may have lived elsewhere meanwhile
+                self.trainer = await self.restore()
+                self.generation = generation
+            for ev in events:
+                try:
+                    self.observe(self.trainer, ev.message.key, ev.message.value)
+                except Exception as exc:
+                    log.exception("bad training record at offset %s", ev.message.offset)
+                    await self.p.send(
+                        [self.p.dead_letter(ev, "processing_error", type(exc).__name__, "trainer")]
+                    )
+            if self.trainer.pending >= self.p.settings.publish_every_samples:
+                await self._publish()
+
+    async def tick(self) -> None:
+        async with self.lock:
+            if not self.owns_training():
+                if self.trainer is not None:
+                    forget_model_series()
+                self.trainer = None  # another worker trains now; restore if it comes back
+                return
+            if self.trainer is not None and (self.trainer.pending or self.trainer.unsettled):
+                await self._publish()
+
+    async def _publish(self) -> None:
+        assert self.trainer is not None
+        snap = self.trainer.cycle()
+        if snap is None:
+            return
+        s = self.p.settings
+        value = checkpoint.encode(
+            snap, self.trainer.learner, s.model_secret.get_secret_value().encode()
+        )
+        profiles = segment_profiles(snap, self.p.space)
+        report = self.trainer.report
+        await self.p.send([("model", b"current", value), *segment_events(snap, report, profiles)])
+        await self.p.redis_retry(
+            self.p.writer.publish_model,
+            snap.version,
+            snap.created_ms,
+            list(snap.features),
+            profiles,
+        )
+        health = await self.p.redis_retry(self.p.writer.health, [seg.id for seg in snap.segments])
+        report_model(snap, report, health)
+        confirmed = {k: n for k, n in report.drifts.confirmed.items() if n}
+        log.info(
+            "published model v%d: %d segments from %d users%s",
+            snap.version,
+            len(snap.segments),
+            len(self.trainer.users),
+            f"; drift confirmed: {confirmed}" if confirmed else "",
+        )
+
+
+def segment_events(
+    snap: Snapshot, report: Report, profiles: dict[int, dict[str, Any]]
+) -> list[tuple[str, bytes | None, bytes | None]]:
+    """Segments that appeared in or vanished from this version, for ``segment-changes``."""
+    events = [
+        SegmentEvent.make(sid, "appeared", snap.version, snap.created_ms, profiles[sid]["name"])
+        for sid in report.appeared
+    ] + [
+        SegmentEvent.make(sid, "vanished", snap.version, snap.created_ms, None)
+        for sid in report.vanished
+    ]
+    return [("segment-changes", e.key, e.to_json()) for e in events]
+
+
+def report_model(snap: Snapshot, report: Report, health: dict[int, Health]) -> None:
+    """The model-level series (only the model's owner exports them)."""
+    metrics.MODEL_OWNER.set(1)
+    forget_segment_series(keep={str(sid) for sid in health})
+    total = sum(h.users for h in health.values())
+    for sid, h in health.items():
+        label = str(sid)
+        _set(metrics.SEGMENT_USERS, label, h.users)
+        _set(metrics.SEGMENT_SHARE, label, h.users / total if total else 0.0)
+        _set(metrics.SEGMENT_REVENUE, label, h.revenue)
+        _set(metrics.SEGMENT_AD_COST, label, h.ad_cost)
+        _set(metrics.SEGMENT_CONVERSION, label, h.conversion_rate)
+        _set(metrics.SEGMENT_CAC, label, h.cac)
+        _set(metrics.SEGMENT_ROAS, label, h.roas)
+    d = report.drifts
+    for sid, shift in d.centroid_shift.items():
+        _set(metrics.CENTROID_SHIFT, str(sid), shift)
+    for feature, value in d.feature_psi.items():
+        _set(metrics.FEATURE_DRIFT, feature, value)
+    metrics.SEGMENT_DRIFT.set(d.segment_psi)
+    for kind, n in d.confirmed.items():
+        metrics.DRIFT_DETECTED.labels(kind).inc(n)
+    if report.silhouette is not None:
+        _set(metrics.CLUSTER_QUALITY, "silhouette", report.silhouette)
+
+
+def _set(gauge: Gauge, label: str, value: float | None) -> None:
+    """Set one labelled series; an undefined value removes it (no made-up number)."""
+    if value is not None:
+        gauge.labels(label).set(value)
+        return
+    with contextlib.suppress(KeyError):
+        gauge.remove(label)
+
+
+SEGMENT_GAUGES = (
+    metrics.SEGMENT_USERS,
+    metrics.SEGMENT_SHARE,
+    metrics.SEGMENT_REVENUE,
+    metrics.SEGMENT_AD_COST,
+    metrics.SEGMENT_CONVERSION,
+    metrics.SEGMENT_CAC,
+    metrics.SEGMENT_ROAS,
+    metrics.CENTROID_SHIFT,
+)
+_exported: set[str] = set()  # segment labels the gauges above carry now
+
+
+def forget_segment_series(keep: set[str] | frozenset[str] = frozenset()) -> None:
+    """Drop the per-segment series of segments not in ``keep`` (a vanished segment must
+    not linger with its last value)."""
+    for label in _exported - keep:
+        for gauge in SEGMENT_GAUGES:
+            _set(gauge, label, None)
+    _exported.clear()
+    _exported.update(keep)
+
+
+def forget_model_series() -> None:
+    """This worker no longer owns the model: its model-level series go away."""
+    metrics.MODEL_OWNER.set(0)
+    forget_segment_series()
+    for gauge in (metrics.FEATURE_DRIFT, metrics.CLUSTER_QUALITY):
+        gauge.clear()
