@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from models.synthetic import DAY_MS, Generated, Generator, _User
 
 
 class SteadyGenerator(Generator):
+    present: set[str]  # profile keys of the users the history has events of
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.present = set()
+
     def events(self) -> Iterator[Generated]:
         """Opening balances at the start, then the history: see :meth:`_opening`. A user
         without a single event in the history has no opening either."""
@@ -31,6 +38,8 @@ class SteadyGenerator(Generator):
         for u in self.users:
             history = self._persona_events(u)
             batches.append(self._opening(u) + history if history else [])
+            if history:
+                self.present.add(self.profile_of(u))
         return self._ordered(batches)
 
     def _opening(self, u: _User) -> list[Generated]:

@@ -65,11 +65,13 @@ class Generator:
         self.start_ms = self.end_ms - days * DAY_MS
         self.personas = personas
         self.users = [self._user(i) for i in range(users)]
-        self.truth: dict[str, str] = {
-            (f"u:{u.user_id}" if u.user_id else f"a:{u.anonymous_id}"): u.persona
-            for u in self.users
-        }
+        self.truth: dict[str, str] = {self.profile_of(u): u.persona for u in self.users}
         self._seq = 0
+
+    @staticmethod
+    def profile_of(u: _User) -> str:
+        """The profile key the pipeline ends up with for ``u``."""
+        return f"u:{u.user_id}" if u.user_id else f"a:{u.anonymous_id}"
 
     def _user(self, i: int) -> _User:
         persona = self.personas[i % len(self.personas)]

@@ -28,6 +28,7 @@ class Report:
     """What a cycle found besides the snapshot: drift, quality, segments born and gone."""
 
     drifts: Drifts = field(default_factory=Drifts)
+    checked: bool = False  # drift was judged in this report (else: catching up, or no monitor)
     silhouette: float | None = None
     appeared: list[int] = field(default_factory=list)
     vanished: list[int] = field(default_factory=list)
@@ -59,6 +60,7 @@ class Trainer:
         self.quality_sample = quality_sample
         self.adapting = False  # a feature drift was confirmed: learn faster for a cycle
         self.report = Report()
+        self.drift_due = False  # a check was skipped while catching up
 
     def observe(self, key: str, raw: Mapping[str, float], as_of_ms: int) -> None:
         """Record a user's latest raw feature values (as of their event time)."""
@@ -75,8 +77,13 @@ class Trainer:
     def _now_vector(self, raw: dict[str, float], as_of: int) -> dict[str, float]:
         return self.space.transform(self.space.age(raw, self.watermark_ms - as_of))
 
-    def cycle(self, now_ms: int | None = None) -> Snapshot | None:
-        """Learn from a sample of the population, then publish a snapshot."""
+    def cycle(self, now_ms: int | None = None, caught_up: bool = True) -> Snapshot | None:
+        """Learn from a sample of the population, then publish a snapshot.
+
+        ``caught_up`` says the pipeline has worked off what had arrived: only then is
+        drift judged. Mid-backlog (or mid-replay), users whose events are still queued
+        would look as if they had gone quiet; :meth:`idle_check` judges once caught up.
+        """
         now = max(now_ms or 0, self.watermark_ms)
         self.watermark_ms = now
         keys = list(self.users)
@@ -87,24 +94,39 @@ class Trainer:
         for key in self.rng.choices(keys, k=draws):
             self.learner.learn_one(self._now_vector(*self.users[key]))
         self.adapting = False
-        self.rng.shuffle(keys)
-        sample = keys[: self.share_sample]
-        population = [self._now_vector(*self.users[k]) for k in sample]
+        population = self._sample(keys)
         self.pending = 0
         before = self.learner.published
         snap = self.learner.snapshot(now, population)
         if snap is not None:
-            self.report = self._report(before, snap, population)
+            self.report = self._report(before, snap, population, caught_up)
         return snap
 
+    def idle_check(self) -> Report | None:
+        """A drift check on the population as it stands, when the last cycle had to skip
+        its own (not caught up) and no data came since: the model is not republished."""
+        snap = self.learner.published
+        if not self.drift_due or snap is None or not self.users or self.pending:
+            return None
+        self.report = self._report(snap, snap, self._sample(list(self.users)), caught_up=True)
+        return self.report
+
+    def _sample(self, keys: list[str]) -> list[dict[str, float]]:
+        self.rng.shuffle(keys)
+        return [self._now_vector(*self.users[k]) for k in keys[: self.share_sample]]
+
     def _report(
-        self, before: Snapshot | None, snap: Snapshot, population: Sequence[Mapping[str, float]]
+        self,
+        before: Snapshot | None,
+        snap: Snapshot,
+        population: Sequence[Mapping[str, float]],
+        caught_up: bool,
     ) -> Report:
         report = Report()
         old = {s.id for s in before.segments} if before else set()
         new = {s.id for s in snap.segments}
         report.appeared, report.vanished = sorted(new - old), sorted(old - new)
-        if self.drift is not None:
+        if self.drift is not None and caught_up:
             report.drifts = self.drift.check(
                 population,
                 {s.id: s.share for s in snap.segments},
@@ -112,6 +134,8 @@ class Trainer:
                 snap.std,
             )
             self.adapting = bool(report.drifts.features)
+        report.checked = self.drift is not None and caught_up
+        self.drift_due = self.drift is not None and not caught_up
         if self.quality_sample and snap.segments:
             points = [snap.scale(x) for x in population[: self.quality_sample]]
             labels = [snap.assign(x).segment for x in population[: self.quality_sample]]

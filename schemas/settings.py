@@ -155,6 +155,7 @@ class Settings(BaseSettings):
     drift_segment_psi: float = Field(0.1, gt=0)
     drift_centroid_shift: float = Field(1.0, gt=0)  # z units
     drift_confirm: int = Field(3, ge=1)  # consecutive checks over the threshold
+    drift_max_lag: int = Field(5000, ge=0)  # records behind (all inputs) above which drift waits
     quality_sample: int = Field(1000, ge=0, le=5000)  # users in the silhouette (0: off)
 
     # HTTP API (segstream api)

@@ -89,6 +89,10 @@ FEATURE_DRIFT = Gauge(
 SEGMENT_DRIFT = Gauge(
     "segstream_segment_drift", "PSI of the segment shares against the reference shares"
 )
+DRIFT_CHECKED = Gauge(
+    "segstream_drift_checked_timestamp_seconds",
+    "When drift was last judged (checks wait while a backlog or replay is worked off)",
+)
 DRIFT_DETECTED = Counter(
     "segstream_drift_detected_total",
     "Confirmed drifts (kind: feature, segment, centroid)",

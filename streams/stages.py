@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
-from faust.types import TP
 
 from models import checkpoint
 from models.features import Profile
@@ -273,15 +272,8 @@ def observe_latency(stamps: list[tuple[int, int | None]]) -> None:
             by_ingest.observe(max(0.0, now_ms - ingest_ms) / 1000)
 
 
-def batch_done(p: Pipeline, events: list[Any]) -> None:
-    """After a batch: how far behind each of its partitions is, and that work goes on."""
-    last: dict[TP, int] = {}
-    for ev in events:
-        m = ev.message
-        last[m.tp] = m.offset
-    for tp, offset in last.items():
-        lag = p.app.consumer.highwater(tp) - offset - 1
-        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+def batch_done() -> None:
+    """After a batch: work goes on (``ProcessingStalled`` watches this)."""
     metrics.LAST_BATCH.set_to_current_time()
 
 

@@ -22,9 +22,11 @@ from models.trainer import Report, Trainer
 from schemas.records import SegmentEvent
 from streams import metrics
 from streams.app import Pipeline
+from streams.lag import Offsets
 from streams.readers import read_all
 
 log = logging.getLogger("segstream.worker")
+INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from
 
 
 class TrainerStage:
@@ -35,6 +37,10 @@ class TrainerStage:
         self.trainer: Trainer | None = None
         self.generation = -1  # consumer generation the trainer was restored in
         self.lock = asyncio.Lock()
+        s = p.settings
+        self.offsets = Offsets(s)
+        self.inputs = [(s.topic(t), n) for t in INPUTS for n in range(s.partitions)]
+        self.inputs.append((s.topic("training"), 0))  # and the samples not yet observed
 
     def owns_training(self) -> bool:
         """True while this worker is assigned the training partition."""
@@ -95,23 +101,29 @@ class TrainerStage:
         sample = orjson.loads(value)
         trainer.observe(key.decode(), sample["raw"], int(sample["as_of"]))
 
+    async def _trainer(self) -> Trainer:
+        """The trainer, restored first when this is the first use or the partition may
+        have lived elsewhere meanwhile (a new consumer generation)."""
+        generation = self.p.app.consumer_generation_id
+        if self.trainer is None or generation != self.generation:
+            self.trainer = await self.restore()
+            self.generation = generation
+        metrics.MODEL_OWNER.set(1)
+        return self.trainer
+
     async def batch(self, events: list[Any]) -> None:
         async with self.lock:
-            generation = self.p.app.consumer_generation_id
-            if self.trainer is None or generation != self.generation:
-                # first batch, or the partition may have lived elsewhere meanwhile
-                self.trainer = await self.restore()
-                self.generation = generation
+            trainer = await self._trainer()
             for ev in events:
                 try:
-                    self.observe(self.trainer, ev.message.key, ev.message.value)
+                    self.observe(trainer, ev.message.key, ev.message.value)
                 except Exception as exc:
                     log.exception("bad training record at offset %s", ev.message.offset)
                     await self.p.send(
                         [self.p.dead_letter(ev, "processing_error", type(exc).__name__, "trainer")]
                     )
-            if self.trainer.pending >= self.p.settings.publish_every_samples:
-                await self._publish()
+            if trainer.pending >= self.p.settings.publish_every_samples:
+                await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
 
     async def tick(self) -> None:
         async with self.lock:
@@ -120,12 +132,25 @@ class TrainerStage:
                     forget_model_series()
                 self.trainer = None  # another worker trains now; restore if it comes back
                 return
-            if self.trainer is not None and (self.trainer.pending or self.trainer.unsettled):
-                await self._publish()
+            trainer = await self._trainer()  # a restarted owner resumes without waiting for data
+            caught_up = await self._caught_up()
+            if trainer.pending or trainer.unsettled:
+                await self._publish(caught_up)
+            elif caught_up and (report := trainer.idle_check()) and trainer.learner.published:
+                await self._report(trainer.learner.published, report)
 
-    async def _publish(self) -> None:
+    async def _caught_up(self) -> bool:
+        """Is the group at most ``drift_max_lag`` records behind on all its inputs?"""
+        try:
+            positions = await self.offsets.read_async(self.inputs)
+        except Exception as exc:  # Kafka unreachable: judge drift later
+            log.warning("could not read the group's offsets: %s", exc)
+            return False
+        return sum(p.lag for p in positions.values()) <= self.p.settings.drift_max_lag
+
+    async def _publish(self, caught_up: bool) -> None:
         assert self.trainer is not None
-        snap = self.trainer.cycle()
+        snap = self.trainer.cycle(caught_up=caught_up)
         if snap is None:
             return
         s = self.p.settings
@@ -142,15 +167,24 @@ class TrainerStage:
             list(snap.features),
             profiles,
         )
+        await self._report(snap, report)
+
+    async def _report(self, snap: Snapshot, report: Report) -> None:
+        assert self.trainer is not None
         health = await self.p.redis_retry(self.p.writer.health, [seg.id for seg in snap.segments])
         report_model(snap, report, health)
-        confirmed = {k: n for k, n in report.drifts.confirmed.items() if n}
+        d = report.drifts
+        found = [f"feature {f} (PSI {d.feature_psi[f]:.2f})" for f in d.features]
+        found += [f"segment shares (PSI {d.segment_psi:.2f})"] if d.segments else []
+        found += [f"centroid {c} ({d.centroid_shift[c]:.2f} z)" for c in d.centroids]
         log.info(
-            "published model v%d: %d segments from %d users%s",
+            "model v%d: %d segments from %d users; drift %s",
             snap.version,
             len(snap.segments),
             len(self.trainer.users),
-            f"; drift confirmed: {confirmed}" if confirmed else "",
+            ("confirmed: " + ", ".join(found) if found else "none")
+            if report.checked
+            else "not judged (catching up)",
         )
 
 
@@ -183,13 +217,15 @@ def report_model(snap: Snapshot, report: Report, health: dict[int, Health]) -> N
         _set(metrics.SEGMENT_CAC, label, h.cac)
         _set(metrics.SEGMENT_ROAS, label, h.roas)
     d = report.drifts
-    for sid, shift in d.centroid_shift.items():
-        _set(metrics.CENTROID_SHIFT, str(sid), shift)
-    for feature, value in d.feature_psi.items():
-        _set(metrics.FEATURE_DRIFT, feature, value)
-    metrics.SEGMENT_DRIFT.set(d.segment_psi)
-    for kind, n in d.confirmed.items():
-        metrics.DRIFT_DETECTED.labels(kind).inc(n)
+    if report.checked:
+        metrics.DRIFT_CHECKED.set_to_current_time()
+        for sid, shift in d.centroid_shift.items():
+            _set(metrics.CENTROID_SHIFT, str(sid), shift)
+        for feature, value in d.feature_psi.items():
+            _set(metrics.FEATURE_DRIFT, feature, value)
+        metrics.SEGMENT_DRIFT.set(d.segment_psi)
+        for kind, n in d.confirmed.items():
+            metrics.DRIFT_DETECTED.labels(kind).inc(n)
     if report.silhouette is not None:
         _set(metrics.CLUSTER_QUALITY, "silhouette", report.silhouette)
 

@@ -11,9 +11,11 @@ from prometheus_client import start_http_server
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
 from streams.app import Pipeline
+from streams.lag import Offsets, export_lag
 from streams.topics import ensure_topics
 
 log = logging.getLogger("segstream.worker")
+LAG_EVERY_S = 5.0
 
 
 def build(settings: Settings) -> Pipeline:
@@ -27,7 +29,7 @@ def build(settings: Settings) -> Pipeline:
         async def ingest(stream: Any) -> None:
             async for events in stream.take_events(n, within=within):
                 await stages.guarded("edge", stages.ingest_batch(p, parser, source, events))
-                stages.batch_done(p, events)
+                stages.batch_done()
 
         ingest.__name__ = f"ingest_{source}"
         return app.agent(p.topics[source], name=f"ingest-{source}", concurrency=1)(ingest)
@@ -39,13 +41,13 @@ def build(settings: Settings) -> Pipeline:
     async def identity(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("identity", stages.identity_batch(p, events))
-            stages.batch_done(p, events)
+            stages.batch_done()
 
     @app.agent(p.topics["events"], name="profiles", concurrency=1)
     async def profiles(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("profiles", stages.profile_batch(p, events))
-            stages.batch_done(p, events)
+            stages.batch_done()
 
     trainer = training.TrainerStage(p)
 
@@ -53,11 +55,22 @@ def build(settings: Settings) -> Pipeline:
     async def train(stream: Any) -> None:
         async for events in stream.take_events(n, within=within):
             await stages.guarded("trainer", trainer.batch(events))
-            stages.batch_done(p, events)
+            stages.batch_done()
 
     @app.timer(settings.publish_every_s)
     async def publish() -> None:
         await trainer.tick()
+
+    offsets = Offsets(settings)
+
+    @app.timer(LAG_EVERY_S)
+    async def lag() -> None:
+        """The group's lag on the partitions assigned here (gone ones are dropped)."""
+        tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        try:
+            export_lag(await offsets.read_async(tps))
+        except Exception as exc:  # Kafka unreachable: keep the last figures
+            log.warning("could not read the group's offsets: %s", exc)
 
     @app.task
     async def follow_model() -> None:

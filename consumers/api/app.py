@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.monotonic) 
     app.state.runtime = rt
 
     registry = CollectorRegistry()
+    app.state.metrics_registry = registry
     requests = Counter(
         "segstream_api_requests",
         "HTTP requests by route template, method and status",

@@ -27,39 +27,22 @@ RULES = PROM / "rules.yml"
 RULE_TESTS = PROM / "tests" / "rules_test.yml"
 DASHBOARD = PROM / "grafana" / "segment-health.json"
 
-# The metric contract of issue #4 (worker and API). The README's "Metrics" section does not
-# list all of these names yet; once it does, read them from there instead.
-WORKER_METRICS = {
-    "segstream_events_total",
-    "segstream_dlq_total",
-    "segstream_duplicates_total",
-    "segstream_late_events_total",
-    "segstream_segment_changes_total",
-    "segstream_write_latency_seconds",
-    "segstream_consumer_lag",
-    "segstream_last_batch_timestamp_seconds",
-    "segstream_model_version",
-    "segstream_model_owner",
-}
-MODEL_OWNER_METRICS = {
-    "segstream_segment_users",
-    "segstream_segment_share",
-    "segstream_segment_revenue",
-    "segstream_segment_ad_cost",
-    "segstream_segment_conversion_rate",
-    "segstream_segment_cac",
-    "segstream_segment_roas",
-    "segstream_centroid_shift",
-    "segstream_cluster_quality",
-    "segstream_feature_drift",
-    "segstream_segment_drift",
-    "segstream_drift_detected_total",
-}
-API_METRICS = {"segstream_api_requests_total", "segstream_api_request_seconds"}
-HISTOGRAMS = {"segstream_write_latency_seconds", "segstream_api_request_seconds"}
-CONTRACT = WORKER_METRICS | MODEL_OWNER_METRICS | API_METRICS
-
 METRIC_NAME = re.compile(r"\bsegstream_[a-z0-9_]+")
+
+
+def readme_metrics() -> tuple[set[str], set[str]]:
+    """The public metric names (README, "Metrics"), and which of them are histograms."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    names = set(METRIC_NAME.findall(section))
+    histograms = {
+        m.group(1)
+        for m in re.finditer(r"^\| `(segstream_[a-z0-9_]+)` \| histogram \|", section, re.M)
+    }
+    return names, histograms
+
+
+CONTRACT, HISTOGRAMS = readme_metrics()
 RECORDED_NAME = re.compile(r"\bsegstream:[a-z0-9_:]+")
 JOB_MATCHER = re.compile(r'\bjob\s*(=~|=)\s*"([^"]+)"')
 SEVERITIES = {"critical", "warning"}
@@ -287,3 +270,27 @@ def test_dashboard_uses_only_contract_metrics_and_defined_recordings() -> None:
     assert not unknown, f"dashboard uses metrics outside the contract: {sorted(unknown)}"
     undefined = set(RECORDED_NAME.findall(text)) - recorded()
     assert not undefined, f"dashboard uses undefined recording rules: {sorted(undefined)}"
+
+
+def test_the_readme_lists_every_metric_the_code_exports_and_no_other() -> None:
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    import streams.metrics  # noqa: F401  (registers the worker's metrics)
+    from consumers.api import create_app
+    from schemas.settings import Settings
+
+    exported = {
+        m.name + ("_total" if m.type == "counter" else "")
+        for m in REGISTRY.collect()
+        if m.name.startswith("segstream_")
+    }
+    app = create_app(Settings())
+    api: CollectorRegistry = app.state.metrics_registry
+    exported |= {
+        m.name + ("_total" if m.type == "counter" else "")
+        for m in api.collect()
+        if m.name.startswith("segstream_")
+    }
+    assert exported == CONTRACT
+    histograms = {m.name for m in [*REGISTRY.collect(), *api.collect()] if m.type == "histogram"}
+    assert {h for h in histograms if h.startswith("segstream_")} == HISTOGRAMS

@@ -120,6 +120,11 @@ def run_api(log: Path, env: dict[str, str]) -> Iterator[ApiServer]:
         proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="session", name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    return free_port
+
+
 @pytest.fixture(scope="session")
 def api_server() -> Callable[[Path, dict[str, str]], Any]:
     return run_api

@@ -215,3 +215,24 @@ def test_a_confirmed_feature_drift_makes_the_next_cycle_learn_more():
     t.cycle()
     assert [len(learner.learned)] == [10 + 10 + 10 * ADAPT_FACTOR]
     assert not t.unsettled
+
+
+def test_drift_waits_until_the_pipeline_caught_up_then_an_idle_check_judges():
+    learner = RecordingLearner()
+    monitor = DriftMonitor(["frequency_30d"], confirm=1, min_population=1)
+    t = Trainer(SPACE, learner, seed=1, learn_per_cycle=5, drift=monitor)
+    for i in range(20):
+        t.observe(f"u:{i}", raw(1, 0, 0), DAY_MS)
+    t.cycle()
+    assert t.report.checked and not t.drift_due
+    for i in range(20):
+        t.observe(f"u:{i}", raw(1, 20 + i, 0), 2 * DAY_MS)
+    t.cycle(caught_up=False)  # a backlog is being worked off
+    assert not t.report.checked and t.drift_due
+    assert t.report.drifts.confirmed == {"feature": 0, "segment": 0, "centroid": 0}
+    t.observe("u:0", raw(1, 20, 0), 2 * DAY_MS)
+    assert t.idle_check() is None  # new data: the next cycle judges, not an idle check
+    t.cycle(caught_up=False)
+    assert t.idle_check() is not None and t.report.checked  # caught up, no new data
+    assert t.report.drifts.features == ["frequency_30d"]
+    assert t.idle_check() is None  # nothing new to judge
