@@ -17,6 +17,9 @@ key                                type    content
 ``seg:{ns}:alias:{profile}``       string  the profile a merged profile now lives in
 ``seg:{ns}:segments``              hash    segment id → JSON profile (name, centroid, share)
 ``seg:{ns}:model``                 string  JSON: version, created_ms, features
+``seg:{ns}:history``               stream  one entry per model cycle: field ``j``, JSON of
+                                           sizes, health, drift, quality (the report's
+                                           history; capped at ``HISTORY_MAX`` entries)
 =================================  ======  =============================================
 
 Writes go through a Lua script that compares ``(seq, version)`` inside Redis, so
@@ -39,6 +42,8 @@ import redis.asyncio as aioredis
 from models.health import Health, cents
 from schemas.records import SegmentRecord
 from schemas.settings import Settings
+
+HISTORY_MAX = 10_000  # model cycles kept in seg:{ns}:history (about a day at 10 s)
 
 
 def _script(name: str) -> str:
@@ -68,6 +73,7 @@ class Keys:
         self.health_prefix = settings.redis_key("health", "")
         self.segments = settings.redis_key("segments")
         self.model = settings.redis_key("model")
+        self.history = settings.redis_key("history")
 
     def user(self, profile: str) -> str:
         return self.user_prefix + profile
@@ -138,6 +144,15 @@ class SegmentWriter:
 
     async def health(self, segment_ids: list[int]) -> dict[int, Health]:
         return await read_health(self.client, self.keys, segment_ids)
+
+    async def append_history(self, entry: dict[str, Any]) -> None:
+        """One model cycle's figures, for ``segstream report`` (oldest dropped past the cap)."""
+        await self.client.xadd(
+            self.keys.history,
+            {"j": orjson.dumps(entry, option=orjson.OPT_NON_STR_KEYS)},
+            maxlen=HISTORY_MAX,
+            approximate=True,
+        )
 
     async def publish_model(
         self,
@@ -231,6 +246,11 @@ class SegmentReader:
         pipe = self.client.pipeline(transaction=False)
         queue_health(pipe, self.keys, segment_ids)
         return decode_health(segment_ids, pipe.execute())
+
+    def history(self, count: int = HISTORY_MAX) -> list[dict[str, Any]]:
+        """The latest ``count`` model cycles, oldest first."""
+        entries = self.client.xrevrange(self.keys.history, count=count) or []
+        return [orjson.loads(fields[b"j"]) for _, fields in reversed(entries) if fields]
 
     def model(self) -> dict[str, Any] | None:
         raw = self.client.get(self.keys.model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -173,6 +174,7 @@ class TrainerStage:
         assert self.trainer is not None
         health = await self.p.redis_retry(self.p.writer.health, [seg.id for seg in snap.segments])
         report_model(snap, report, health)
+        await self.p.redis_retry(self.p.writer.append_history, history_entry(snap, report, health))
         d = report.drifts
         found = [f"feature {f} (PSI {d.feature_psi[f]:.2f})" for f in d.features]
         found += [f"segment shares (PSI {d.segment_psi:.2f})"] if d.segments else []
@@ -200,6 +202,25 @@ def segment_events(
         for sid in report.vanished
     ]
     return [("segment-changes", e.key, e.to_json()) for e in events]
+
+
+def history_entry(snap: Snapshot, report: Report, health: dict[int, Health]) -> dict[str, Any]:
+    """What ``segstream report`` draws its history from: one entry per cycle."""
+    d = report.drifts
+    return {
+        "version": snap.version,
+        "created_ms": snap.created_ms,
+        "wall_ms": int(time.time() * 1000),
+        "segments": {sid: h.as_dict() for sid, h in health.items()},
+        "checked": report.checked,
+        "feature_psi": {f: round(v, 4) for f, v in d.feature_psi.items()},
+        "segment_psi": round(d.segment_psi, 4),
+        "centroid_shift": {sid: round(v, 4) for sid, v in d.centroid_shift.items()},
+        "confirmed": {"features": d.features, "segments": d.segments, "centroids": d.centroids},
+        "silhouette": report.silhouette,
+        "appeared": report.appeared,
+        "vanished": report.vanished,
+    }
 
 
 def report_model(snap: Snapshot, report: Report, health: dict[int, Health]) -> None:

@@ -382,3 +382,17 @@ def _all_members(c: httpx.Client, segment: int) -> list[str]:
         out += page.json()["members"]
         cursor = page.json()["next_cursor"]
     return out
+
+
+def test_every_model_cycle_left_its_figures_in_the_history_stream(run: Run) -> None:
+    from consumers.queries import reader
+
+    r = reader(run.settings)
+    history = r.history()
+    assert history, "no history entries"
+    versions = [h["version"] for h in history]
+    assert versions == sorted(versions) and versions[-1] == r.model()["version"]
+    last = history[-1]
+    assert {int(k) for k in last["segments"]} == set(r.segments())
+    users = sum(s["users"] for s in last["segments"].values())
+    assert users == USERS + CSV_USERS  # every profile is in a segment
