@@ -33,13 +33,13 @@ INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is bu
 class TrainerStage:
     """Owns the single ``training`` partition: keeps the population, publishes models."""
 
-    def __init__(self, p: Pipeline) -> None:
+    def __init__(self, p: Pipeline, offsets: Offsets) -> None:
         self.p = p
         self.trainer: Trainer | None = None
         self.generation = -1  # consumer generation the trainer was restored in
         self.lock = asyncio.Lock()
         s = p.settings
-        self.offsets = Offsets(s)
+        self.offsets = offsets
         self.inputs = [(s.topic(t), n) for t in INPUTS for n in range(s.partitions)]
         self.inputs.append((s.topic("training"), 0))  # and the samples not yet observed
 
@@ -127,6 +127,7 @@ class TrainerStage:
                 await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
 
     async def tick(self) -> None:
+        caught_up = self.owns_training() and await self._caught_up()  # outside the lock
         async with self.lock:
             if not self.owns_training():
                 if self.trainer is not None:
@@ -134,7 +135,6 @@ class TrainerStage:
                 self.trainer = None  # another worker trains now; restore if it comes back
                 return
             trainer = await self._trainer()  # a restarted owner resumes without waiting for data
-            caught_up = await self._caught_up()
             if trainer.pending or trainer.unsettled:
                 await self._publish(caught_up)
             elif caught_up and (report := trainer.idle_check()) and trainer.learner.published:

@@ -49,7 +49,8 @@ def build(settings: Settings) -> Pipeline:
             await stages.guarded("profiles", stages.profile_batch(p, events))
             stages.batch_done()
 
-    trainer = training.TrainerStage(p)
+    offsets = Offsets(settings)
+    trainer = training.TrainerStage(p, offsets)
 
     @app.agent(p.topics["training"], name="trainer", concurrency=1)
     async def train(stream: Any) -> None:
@@ -60,8 +61,6 @@ def build(settings: Settings) -> Pipeline:
     @app.timer(settings.publish_every_s)
     async def publish() -> None:
         await trainer.tick()
-
-    offsets = Offsets(settings)
 
     @app.timer(LAG_EVERY_S)
     async def lag() -> None:
