@@ -6,9 +6,15 @@ local cur = redis.call('HMGET', KEYS[1], 's', 'r', 'k', 'a')
 if cur[1] then
   redis.call('SREM', ARGV[1] .. cur[1], ARGV[2])
   local key = ARGV[4] .. cur[1]
-  for i, field in ipairs({'r', 'k', 'a'}) do
-    local x = tonumber(cur[i + 1]) or 0
-    if x ~= 0 then redis.call('HINCRBY', key, field, -x) end
+  if redis.call('SCARD', ARGV[1] .. cur[1]) == 0 then
+    redis.call('DEL', key)  -- the last member left: no sums to keep
+  else
+    for i, field in ipairs({'r', 'k', 'a'}) do
+      local x = tonumber(cur[i + 1]) or 0
+      if x ~= 0 and redis.call('HINCRBY', key, field, -x) == 0 then
+        redis.call('HDEL', key, field)  -- as a rebuild from scratch would have it
+      end
+    end
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])

@@ -15,11 +15,14 @@ if cur[1] then
 end
 redis.call('HSET', KEYS[1], 'q', ARGV[1], 'v', ARGV[2], 's', ARGV[3], 't', ARGV[4], 'c', ARGV[5],
   'r', ARGV[10], 'k', ARGV[11], 'a', ARGV[12])
+-- a sum back at 0 is removed, so the hash is the same as one rebuilt from scratch
 local function add(segment, r, k, a)
   local key = ARGV[9] .. segment
-  if r ~= 0 then redis.call('HINCRBY', key, 'r', r) end
-  if k ~= 0 then redis.call('HINCRBY', key, 'k', k) end
-  if a ~= 0 then redis.call('HINCRBY', key, 'a', a) end
+  for field, x in pairs({r = r, k = k, a = a}) do
+    if x ~= 0 and redis.call('HINCRBY', key, field, x) == 0 then
+      redis.call('HDEL', key, field)
+    end
+  end
 end
 local r, k, a = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local old_r, old_k, old_a = tonumber(cur[4]) or 0, tonumber(cur[5]) or 0, tonumber(cur[6]) or 0
@@ -28,7 +31,11 @@ if cur[3] == ARGV[3] then
 else
   if cur[3] then
     redis.call('SREM', ARGV[6] .. cur[3], ARGV[7])
-    add(cur[3], -old_r, -old_k, -old_a)
+    if redis.call('SCARD', ARGV[6] .. cur[3]) == 0 then
+      redis.call('DEL', ARGV[9] .. cur[3])  -- the last member left: no sums to keep
+    else
+      add(cur[3], -old_r, -old_k, -old_a)
+    end
   end
   redis.call('SADD', ARGV[6] .. ARGV[3], ARGV[7])
   add(ARGV[3], r, k, a)
