@@ -30,8 +30,9 @@ PALETTE = (
     "#44AA99",
     "#555555",
 )
-ABOVE, BELOW = "#0072B2", "#E69F00"  # z-score bars: above / below the population
+ABOVE, BELOW = "#1F4E79", "#B35806"  # z-score bars (PuOr ends): above / below average
 THRESHOLD = "#B2182B"
+GONE = "#B0B0B0"  # segments that no longer exist
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"'
 
 
@@ -127,8 +128,10 @@ class Frame:
 
     def y(self, v: float) -> float:
         span = (self.y1 - self.y0) or 1.0
-        return self.height - self.bottom - (v - self.y0) / span * (
-            self.height - self.top - self.bottom
+        return (
+            self.height
+            - self.bottom
+            - (v - self.y0) / span * (self.height - self.top - self.bottom)
         )
 
 
@@ -203,23 +206,26 @@ def line_chart(
     top = max([*ys, threshold[0] * 1.15 if threshold else 0.0, 1e-9])
     yt = ticks(0, top, 4)
     f = Frame(width, height, lo, hi, 0.0, yt[-1])
-    parts = [_open("line", width, height, label), _axes(f, time_ticks(lo, hi), yt, x_label, y_label, y_fmt)]
+    parts = [
+        _open("line", width, height, label),
+        _axes(f, time_ticks(lo, hi, max(2, width // 150)), yt, x_label, y_label, y_fmt),
+    ]
     if threshold:
-        y = f.y(threshold[0])
+        ty = f.y(threshold[0])
         parts.append(
-            f'<line class="threshold" x1="{f.left}" x2="{width - f.right}" y1="{y:.1f}" '
-            f'y2="{y:.1f}" stroke="{THRESHOLD}" stroke-dasharray="6 4" stroke-width="1.5">'
+            f'<line class="threshold" x1="{f.left}" x2="{width - f.right}" y1="{ty:.1f}" '
+            f'y2="{ty:.1f}" stroke="{THRESHOLD}" stroke-dasharray="6 4" stroke-width="1.5">'
             f"<title>{esc(threshold[1])}</title></line>"
-            f'<text x="{width - f.right - 4}" y="{y - 5:.1f}" text-anchor="end" '
+            f'<text x="{f.left + 4}" y="{ty - 5:.1f}" text-anchor="start" '
             f'fill="{THRESHOLD}">{esc(threshold[1])}</text>'
         )
     for s in series:
         d, pen = [], "M"
-        for x, y in s.points:
-            if y is None:
+        for px, py in s.points:
+            if py is None:
                 pen = "M"
                 continue
-            d.append(f"{pen}{f.x(x):.1f} {f.y(y):.1f}")
+            d.append(f"{pen}{f.x(px):.1f} {f.y(py):.1f}")
             pen = "L"
         if not d:
             continue
@@ -228,15 +234,17 @@ def line_chart(
             f'stroke="{s.colour}" stroke-width="2.2" stroke-linejoin="round">'
             f"<title>{esc(s.name)}</title></path>"
         )
-        if len(s.points) <= 60:
-            for x, y in s.points:
-                if y is not None:
-                    tip = f"{s.name}: {y_fmt(y)} at {_when(x)}"
-                    parts.append(
-                        f'<circle class="dot" cx="{f.x(x):.1f}" cy="{f.y(y):.1f}" r="2.6" '
-                        f'fill="{s.colour}"><title>{esc(tip)}</title></circle>'
-                    )
-        parts += [_diamond(f.x(x), f.y(y), s.colour, tip) for x, y, tip in s.markers]
+        vals = [py for _, py in s.points]
+        for n, (px, py) in enumerate(s.points):  # dots: all when few, else the isolated ones
+            alone = all(m < 0 or m >= len(vals) or vals[m] is None for m in (n - 1, n + 1))
+            if py is None or (len(vals) > 60 and not alone):
+                continue
+            tip = f"{s.name}: {y_fmt(py)} at {_when(px)}"
+            parts.append(
+                f'<circle class="dot" cx="{f.x(px):.1f}" cy="{f.y(py):.1f}" r="2.6" '
+                f'fill="{s.colour}"><title>{esc(tip)}</title></circle>'
+            )
+        parts += [_diamond(f.x(mx), f.y(my), s.colour, mtip) for mx, my, mtip in s.markers]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -261,7 +269,7 @@ def z_bars(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{height - 6}" '
             f'stroke="{"#888" if g == 0 else "#ececec"}"/>'
             f'<text x="{x:.1f}" y="{top - 8}" text-anchor="middle" fill="#666" '
-            f'font-size="10">{g:+d}</text>'
+            f'font-size="10">{g:+d}</text>'.replace(">+0<", ">0<")
         )
     for n, (name, z, tip) in enumerate(rows):
         y = top + n * row_h
@@ -314,10 +322,12 @@ def scatter(
     ]
     for c, name in centres:
         cx, cy = f.x(c.x), f.y(c.y)
+        right = cx < width * 0.6  # the name on the side with room
         parts.append(
             f'<circle class="centre" cx="{cx:.1f}" cy="{cy:.1f}" r="9" fill="{c.colour}" '
             f'stroke="#111" stroke-width="2.5"><title>{esc(c.tip)}</title></circle>'
-            f'<text x="{cx + 13:.1f}" y="{cy + 4:.1f}" fill="#111" font-weight="600" '
+            f'<text x="{cx + (13 if right else -13):.1f}" y="{cy + 4:.1f}" fill="#111" '
+            f'text-anchor="{"start" if right else "end"}" font-weight="600" '
             f'stroke="#fff" stroke-width="3" paint-order="stroke">{esc(name)}</text>'
         )
     parts.append("</svg>")

@@ -214,6 +214,28 @@ def segments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     Console().print(render_segments(rows))
 
 
+# ------------------------------------------------------------------ report
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    sample: Annotated[
+        int, typer.Option(min=0, help="Users drawn for the map of users (0: no map).")
+    ] = 2000,
+) -> None:
+    """A self-contained HTML report: sizes over time, profiles, a map of users, drift."""
+    from consumers.report import write_report
+
+    try:
+        data = write_report(settings(), out, sample=sample)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    drawn = len(data.users.points) if data.users else 0
+    err.print(
+        f"wrote {out}: {len(data.catalog)} segments, {len(data.history)} model cycles, "
+        f"{drawn} users on the map"
+    )
+
+
 def render_segments(rows: list[dict[str, Any]]) -> Table:
     """Segments with their business figures and what sets each apart (its strongest
     deviations from the population)."""
@@ -419,6 +441,23 @@ def export_changes(
     except SegstreamError as exc:
         raise fail(exc) from None
     err.print(f"wrote {report.written} changes")
+
+
+@app.command("rebuild-redis")
+def rebuild_redis() -> None:
+    """Write the live view again from Kafka: users from the compacted segments topic, merge
+    pointers from the profiles changelog, the catalog from the latest model. Safe beside a
+    running worker (writes never move a user back in time)."""
+    from consumers.rebuild import rebuild
+
+    try:
+        done = rebuild(settings())
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    typer.echo(
+        f"rebuilt {done.records} users ({done.written} written, the rest already current), "
+        f"{done.pointers} merge pointers, model v{done.model_version}"
+    )
 
 
 @app.command()

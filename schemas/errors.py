@@ -7,7 +7,8 @@
     ├── KafkaUnavailable            the broker cannot be reached or refused an admin call
     ├── RedisUnavailable            Redis cannot be reached
     ├── UnknownUser                 no segment is stored for that user
-    └── ReplayError                 an input file cannot be read as asked (bad map, format)
+    ├── ReplayError                 an input file cannot be read as asked (bad map, format)
+    └── NoSegments                  no model published in the namespace yet (report)
 
 Each message says what went wrong and what to do about it. Bad *events* are not
 errors: they are dead-lettered with a reason (see ``schemas.parse``).
@@ -47,3 +48,12 @@ class UnknownUser(SegstreamError):
 
 class ReplayError(SegstreamError):
     pass
+
+
+class NoSegments(SegstreamError):
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"no segments in namespace {namespace!r} yet, so there is nothing to report. "
+            "Run `segstream worker` on some events (or `segstream demo`) until a model is "
+            "published, or set SEGSTREAM_NAMESPACE to the namespace you mean."
+        )
