@@ -108,6 +108,8 @@ def gather(settings: Settings, sample: int = 2000) -> ReportData:
         features, settings.paid_channels, settings.social_channels, settings.email_channels
     )
     members = sample_members(r, {sid: h.users for sid, h in health.items()}, sample)
+    history = r.history()
+    used = (history[-1].get("thresholds") if history else None) or {}  # the worker's own
     return ReportData(
         namespace=settings.namespace,
         generated_ms=int(time.time() * 1000),
@@ -115,10 +117,12 @@ def gather(settings: Settings, sample: int = 2000) -> ReportData:
         health=health,
         features=features,
         thresholds=Thresholds(
-            settings.drift_feature_psi, settings.drift_segment_psi, settings.drift_centroid_shift
+            used.get("feature_psi", settings.drift_feature_psi),
+            used.get("segment_psi", settings.drift_segment_psi),
+            used.get("centroid_shift", settings.drift_centroid_shift),
         ),
         model=model,
-        history=r.history(),
+        history=history,
         users=user_map(features, space, members, catalog),
         sample_asked=sample,
     )

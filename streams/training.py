@@ -21,6 +21,7 @@ from models.naming import profiles as segment_profiles
 from models.segments import SegmentLearner, Snapshot
 from models.trainer import Report, Trainer
 from schemas.records import SegmentEvent
+from schemas.settings import Settings
 from streams import metrics
 from streams.app import Pipeline
 from streams.lag import Offsets
@@ -174,7 +175,8 @@ class TrainerStage:
         assert self.trainer is not None
         health = await self.p.redis_retry(self.p.writer.health, [seg.id for seg in snap.segments])
         report_model(snap, report, health)
-        await self.p.redis_retry(self.p.writer.append_history, history_entry(snap, report, health))
+        entry = history_entry(snap, report, health, self.p.settings)
+        await self.p.redis_retry(self.p.writer.append_history, entry)
         d = report.drifts
         found = [f"feature {f} (PSI {d.feature_psi[f]:.2f})" for f in d.features]
         found += [f"segment shares (PSI {d.segment_psi:.2f})"] if d.segments else []
@@ -204,10 +206,17 @@ def segment_events(
     return [("segment-changes", e.key, e.to_json()) for e in events]
 
 
-def history_entry(snap: Snapshot, report: Report, health: dict[int, Health]) -> dict[str, Any]:
+def history_entry(
+    snap: Snapshot, report: Report, health: dict[int, Health], settings: Settings
+) -> dict[str, Any]:
     """What ``segstream report`` draws its history from: one entry per cycle."""
     d = report.drifts
     return {
+        "thresholds": {
+            "feature_psi": settings.drift_feature_psi,
+            "segment_psi": settings.drift_segment_psi,
+            "centroid_shift": settings.drift_centroid_shift,
+        },
         "version": snap.version,
         "created_ms": snap.created_ms,
         "wall_ms": int(time.time() * 1000),

@@ -11,11 +11,12 @@ that persisted kept their ids.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +237,9 @@ def outcome(
         c for _, v in read(settings, settings.topic("segment-changes")) if v
         for c in [orjson.loads(v)] if is_segment_event(c)
     ]  # fmt: skip
-    yield Outcome(control, shift, (version_control, version_end), before, after, events)
+    result = Outcome(control, shift, (version_control, version_end), before, after, events)
+    (tmp / "outcome.json").write_text(json.dumps(asdict(result), indent=1, default=str))
+    yield result
 
 
 def test_the_stationary_control_never_raises_the_drift_signal(outcome: Outcome) -> None:

@@ -422,7 +422,8 @@ def _view(settings: Settings) -> dict[str, object]:
 def test_redis_flushed_then_rebuilt_from_kafka_is_the_same_view(
     run: Run, redis_users: dict[str, str]
 ) -> None:
-    """Last in this module: it empties the namespace in Redis and writes it back."""
+    """It empties the namespace in Redis and writes it back: later tests see the rebuilt
+    view, which must be the same."""
     import redis
 
     before = _view(run.settings)
@@ -444,3 +445,20 @@ def test_redis_flushed_then_rebuilt_from_kafka_is_the_same_view(
     assert done.returncode == 0, done.stderr
     assert "rebuilt" in done.stdout
     assert _view(run.settings) == before
+
+
+def test_the_worker_log_holds_no_raw_email_and_no_secret(
+    run: Run, redis_users: dict[str, str]
+) -> None:
+    text = run.worker_log.read_text()
+    assert "worker" in text.lower() and len(text) > 1000  # a real log was read
+    assert RAW_EMAIL not in text
+    assert "@example.com" not in text
+    s = run.settings
+    secrets = [
+        s.email_hash_key.get_secret_value(),
+        s.model_secret.get_secret_value(),
+        redis_users["SEGSTREAM_REDIS_URL"].split("@")[0].split(":")[-1],  # the password
+    ]
+    for secret in secrets:
+        assert secret not in text

@@ -96,7 +96,7 @@ def _history(snap: Snapshot, watched: tuple[str, ...]) -> list[dict[str, object]
         )
         report = Report(drifts=drifts, checked=n > 0, silhouette=0.5, vanished=[9] if n else [])
         health = {sid: Health(u, 10.0 * u, u // 3, 2.0 * u) for sid, u in sizes.items()}
-        entry = history_entry(replace(snap, version=n + 1), report, health)
+        entry = history_entry(replace(snap, version=n + 1), report, health, Settings())
         entry["wall_ms"] = T0 + n * MIN  # cycles a minute apart, not all this millisecond
         entries.append(entry)
     return entries
