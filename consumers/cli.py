@@ -306,15 +306,22 @@ def api(
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs about 0.6 ms of CPU per request).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes sharing the port (rate limits are per process).")
+    ] = 1,
 ) -> None:
     """Serve the personalization lookup API (HTTP/JSON; API keys from `segstream keys`)."""
     import uvicorn
 
     from consumers.api import create_app
 
-    s = settings()
+    s = settings()  # checked here, so a bad setting fails before any process starts
+    # one process: this app; several: each builds its own from the same environment
+    target: Any = create_app(s) if workers == 1 else "consumers.api:create_app"
     uvicorn.run(
-        create_app(s),
+        target,
+        factory=workers > 1,
+        workers=workers,
         host=host or s.api_host,
         port=s.api_port if port is None else port,
         log_level=loglevel,

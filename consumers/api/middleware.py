@@ -88,7 +88,7 @@ class Metrics:
         self.latency = latency
 
     def _route(self, scope: Scope) -> str:
-        """The template of the route that will answer (path and method), as the router picks."""
+        """The template of the route that would answer (path and method), as the router picks."""
         partial: BaseRoute | None = None
         for route in self.routes:
             match, _ = route.matches(scope)
@@ -102,7 +102,6 @@ class Metrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._route(scope)
         status = 500
         t0 = time.perf_counter()
 
@@ -115,5 +114,9 @@ class Metrics:
         try:
             await self.app(scope, receive, tracked)
         finally:
+            # the router leaves the route it picked in the scope; only an answer given
+            # before routing (a 413 from the body limit) needs the scan
+            picked = scope.get("route")
+            route = str(getattr(picked, "path", "other")) if picked else self._route(scope)
             self.latency.labels(route).observe(time.perf_counter() - t0)
             self.requests.labels(route, scope["method"], str(status)).inc()

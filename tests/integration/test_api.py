@@ -625,6 +625,10 @@ async def test_ops_endpoints_need_no_key_and_metrics_count_requests(make_setting
         for user in ("alice", "alice", "ghost"):
             await c.get(f"/v1/users/{user}/segment", headers=bearer(key))
         await c.get("/v1/segments")
+        await c.get("/no/such/route")
+        big = b'{"user_ids": ["' + b"x" * 300_000 + b'"]}'
+        too_big = await c.post("/v1/segments/lookup", content=big, headers=bearer(key))
+        assert too_big.status_code == 413  # refused before routing: still its route's count
         r = await c.get("/metrics")
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain")
@@ -643,6 +647,8 @@ async def test_ops_endpoints_need_no_key_and_metrics_count_requests(make_setting
     assert count(route, "404") == 1
     assert count("/v1/segments", "401") == 1
     assert count("/healthz", "200") == 1
+    assert count("unmatched", "404") == 1
+    assert count("/v1/segments/lookup", "413", "POST") == 1
     assert samples[("segstream_api_request_seconds_count", (("route", route),))] == 3
 
 
@@ -684,6 +690,22 @@ async def test_the_api_works_as_the_read_only_redis_user_deploy_makes(make_setti
             await rt.client.set(Keys(s).user("u:alice"), "x")
         with pytest.raises(redis.exceptions.NoPermissionError):
             await rt.client.get("not-segstream")
+
+
+def test_segstream_api_with_two_worker_processes_serves_and_stops(cli_env, tmp_path, api_server):
+    s = cli_env
+    asyncio.run(seed(s, [rec("u:alice", 1), rec("u:bob", 2)]))
+    key = new_key(s)
+    log = tmp_path / "api.log"
+    with (
+        api_server(log, {}, ("--workers", "2")) as api,
+        httpx.Client(base_url=api.base, headers=bearer(key), timeout=5) as c,
+    ):
+        for _ in range(20):  # connections land on either process
+            assert c.get("/v1/users/alice/segment").json()["segment"] == 1
+            assert c.get("/v1/users/bob/segment").json()["segment"] == 2
+    assert api.proc.returncode in (0, -signal.SIGTERM), log.read_text()
+    assert log.read_text().count("Application startup complete") == 2
 
 
 # ---------------------------------------------------------------------- CLI
