@@ -63,6 +63,7 @@ from loadgen import (
     open_loop,
     percentile,
 )
+from redis.exceptions import ResponseError
 
 # Import the packages of the checkout this file is in (and start the API on them), whatever
 # the installed copy of segstream points at.
@@ -215,6 +216,29 @@ async def cleanup(settings: Settings) -> None:
         await clear_namespace(client, settings)
     finally:
         await client.aclose()
+
+
+async def settle_redis(settings: Settings, since: float, max_wait_s: float = 120.0) -> float:
+    """Until Redis has snapshotted the seeding under its own ``save`` rules and no snapshot
+    or AOF rewrite runs, so that none forks during a phase (a fork stalls Redis for
+    milliseconds); returns the seconds waited."""
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    start = time.monotonic()
+    try:
+        try:
+            rules = (await client.config_get("save")).get("save", "")
+        except ResponseError:  # CONFIG is not allowed for this user: do not wait for a save
+            rules = ""
+        while time.monotonic() - start < max_wait_s:
+            info = await client.info("persistence")
+            saved = not rules or info["rdb_last_save_time"] >= since
+            forks = ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "aof_rewrite_scheduled")
+            if saved and not any(info.get(k) for k in forks):
+                break
+            await asyncio.sleep(1.0)
+    finally:
+        await client.aclose()
+    return time.monotonic() - start
 
 
 def new_api_key(settings: Settings) -> str:
@@ -441,6 +465,11 @@ def summarize(phase: Phase, s: Samples, cpu: dict[str, float]) -> dict[str, Any]
     return {f"{phase.name}_{k}": v for k, v in fig.items()}
 
 
+async def redis_forks(client: aioredis.Redis) -> int:
+    """How many times Redis has forked (RDB snapshot, AOF rewrite) since it started."""
+    return int((await client.info("stats"))["total_forks"])
+
+
 async def run_phase(
     rig: Rig, phase: Phase, meter: CpuMeter, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -453,15 +482,18 @@ async def run_phase(
         log(f"{phase.name}: {phase.rate:g}/s, {args.warmup:g}+{args.duration:g} s{again}")
         if args.warmup > 0:
             await open_loop(send, phase.rate, args.warmup, FAILURES)
+        forks = -await redis_forks(rig.redis)
         with profiled(meter.server_pid, phase, args):
             before = meter.read()
             samples = await open_loop(send, phase.rate, args.duration, FAILURES)
             cpu = CpuMeter.percent(before, meter.read())
+        forks += await redis_forks(rig.redis)
         contended = cpu["others"] > args.quiet_below
         if not contended:
             break
         log(f"{phase.name}: other processes used {cpu['others']:.0f}% of a core meanwhile")
     extra = {"quiet_wait_s": round(waited, 1), "attempts": attempt, "contended": contended}
+    extra["redis_forks"] = forks  # snapshots or AOF rewrites started meanwhile (others' writes)
     return summarize(phase, samples, cpu) | {f"{phase.name}_{k}": v for k, v in extra.items()}
 
 
@@ -588,6 +620,8 @@ def run_bench(args: argparse.Namespace, settings: Settings, redis_pid: int) -> d
     cmd = server_command(args, port)
     try:
         expected = run_async(seed(settings, args.users, random.Random(args.seed)))
+        waited = run_async(settle_redis(settings, since=time.time()))
+        log(f"Redis has saved the seeding and is not forking: waited {waited:.0f} s")
         key = new_api_key(settings)
         work = Workload.draw(args, random.Random(args.seed + 1))
         log(f"starting the API: {shlex.join(cmd)}")
@@ -617,11 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(table(figures, [p.name for p in phases(args)]))
     print("targets met:", report["targets_met"] or "(their phases did not run)")
-    contended = [p.name for p in phases(args) if figures[f"{p.name}_contended"]]
-    if contended:
-        print(
-            f"other processes used over {args.quiet_below:g}% of a core in: {', '.join(contended)}"
-        )
+    for flag, what in (
+        ("contended", f"other processes used over {args.quiet_below:g}% of a core in"),
+        ("redis_forks", "Redis forked (snapshot or AOF rewrite) during"),
+    ):
+        if names := [p.name for p in phases(args) if figures[f"{p.name}_{flag}"]]:
+            print(f"{what}: {', '.join(names)}")
     if args.json:
         args.json.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         log(f"wrote {args.json}")

@@ -76,7 +76,7 @@ async def open_loop(
     """
     loop = asyncio.get_running_loop()
     n = max(1, round(rate * duration))
-    out = Samples(start=time.perf_counter() + 0.01)
+    out = Samples()
     in_flight: set[asyncio.Task[None]] = set()
     all_sent = asyncio.Event()
 
@@ -104,8 +104,9 @@ async def open_loop(
         if j >= n:
             all_sent.set()
 
-    thread = threading.Thread(target=ticker, args=(loop, fire, out.start, rate, n), daemon=True)
-    with no_gc_pauses():
+    with no_gc_pauses():  # first: its collection takes milliseconds
+        out.start = time.perf_counter() + 0.01
+        thread = threading.Thread(target=ticker, args=(loop, fire, out.start, rate, n), daemon=True)
         thread.start()
         await all_sent.wait()
         await asyncio.gather(*list(in_flight))
