@@ -29,7 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from consumers.api import create_app
-from consumers.redis_view import Keys
+from consumers.api.reader import AsyncSegmentReader
 from schemas.settings import Settings
 
 Call = Callable[[int], Awaitable[None]]
@@ -71,12 +71,13 @@ def expect(status: int, want: int, what: str) -> None:
 
 
 def calls(
-    app: Any, key: str, work: bench.Workload, client: aioredis.Redis, keys: Keys
+    app: Any, key: str, work: bench.Workload, client: aioredis.Redis, settings: Settings
 ) -> dict[str, Call]:
     auth = [(b"authorization", f"Bearer {key}".encode()), (b"host", b"bench")]
     json_headers = [*auth, (b"content-type", b"application/json")]
-    single = bench.redis_lookup_sender(client, keys, [[u] for u in work.ids])
-    batch = bench.redis_lookup_sender(client, keys, work.batches)
+    reader = AsyncSegmentReader(client, settings)
+    single = bench.redis_lookup_sender(reader, [[u] for u in work.ids])
+    batch = bench.redis_lookup_sender(reader, work.batches)
 
     async def redis_lookup(k: int) -> None:
         expect(200 if await single(k) is None else 0, 200, "redis lookup")
@@ -130,7 +131,7 @@ async def measure(args: argparse.Namespace, settings: Settings, key: str) -> dic
     figures: dict[str, Any] = {}
     try:
         async with app.router.lifespan_context(app):
-            for name, call in calls(app, key, work, client, Keys(settings)).items():
+            for name, call in calls(app, key, work, client, settings).items():
                 n = args.requests if "batch" not in name else max(10, args.requests // 20)
                 figures |= {f"{name}_{k}": v for k, v in (await cost(call, n)).items()}
                 bench.log(f"{name}: {figures[f'{name}_cpu_us']:,.0f} µs CPU per request")

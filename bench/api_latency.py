@@ -13,7 +13,7 @@ generator, open-loop (see ``loadgen.py``). Phases, each after an uncounted warm-
 ``noop``            the generator alone, no I/O: its own scheduling lag and CPU
 ``redis_get``       GET of a user's features string (redis.asyncio + hiredis, as the API)
 ``redis_hgetall``   HGETALL of a user hash
-``redis_lookup``    the pipeline one API lookup sends: HGETALL + GET of ``u:`` and ``a:``
+``redis_lookup``    the API's Redis read for one lookup (its reader: one EVALSHA_RO call)
 ``healthz``         ``GET /healthz``: HTTP, uvicorn and FastAPI without Redis or a key
 ``lookup``          ``GET /v1/users/{id}/segment``, random existing users
 ``batch100``        ``POST /v1/segments/lookup`` with 100 random existing users
@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from consumers.api.reader import AsyncSegmentReader  # noqa: E402
 from consumers.api_keys import admin_client, create_key  # noqa: E402 (after the path)
 from consumers.redis_view import Keys, SegmentWriter  # noqa: E402
 from schemas.records import SegmentRecord  # noqa: E402
@@ -124,6 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--phases", help="a comma-separated subset, e.g. noop,lookup,batch")
     add("--client", choices=sorted(CLIENTS), default="raw", help="HTTP client [raw]")
     add("--server", choices=("cli", "uvicorn"), default="cli", help="cli: `segstream api` [cli]")
+    add("--api-args", default="", help='extra `segstream api` options: --api-args="--workers 2"')
     add("--uvicorn-args", default="", help='extra uvicorn options: --uvicorn-args="--workers 2"')
     add("--redis-url", default=os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0"))
     add("--quiet-below", type=float, default=30.0, help="wait until others use < this %% of a core")
@@ -297,18 +299,13 @@ def redis_hgetall_sender(client: aioredis.Redis, keys: list[str]) -> Send:
     return send
 
 
-def redis_lookup_sender(client: aioredis.Redis, keys: Keys, groups: list[list[str]]) -> Send:
-    """The API's read for a group of users (one for a single lookup): user hash and merge
-    pointer of ``u:<id>`` and ``a:<id>`` of each, in one pipeline."""
+def redis_lookup_sender(reader: AsyncSegmentReader, groups: list[list[str]]) -> Send:
+    """The API's own Redis read for a group of users (one for a single lookup): its
+    reader's lookup, one read-only script call resolving ``u:<id>`` then ``a:<id>``."""
 
     async def send(k: int) -> str | None:
-        pipe = client.pipeline(transaction=False)
-        for user in groups[k % len(groups)]:
-            for profile in (f"u:{user}", f"a:{user}"):
-                pipe.hgetall(keys.user(profile))
-                pipe.get(keys.alias(profile))
-        raw = await pipe.execute()
-        return None if all(raw[::4]) else "missing"
+        found = await reader.lookup(groups[k % len(groups)])
+        return None if all(hit is not None for hit in found.values()) else "missing"
 
     return send
 
@@ -320,6 +317,7 @@ class Rig:
     http: HttpClient
     redis: aioredis.Redis
     keys: Keys
+    reader: AsyncSegmentReader
     work: Workload
 
     def sender(self, kind: str) -> Send:
@@ -332,7 +330,7 @@ class Rig:
             "redis_hgetall": lambda: redis_hgetall_sender(
                 self.redis, [keys.user(f"u:{u}") for u in ids]
             ),
-            "redis_lookup": lambda: redis_lookup_sender(self.redis, keys, [[u] for u in ids]),
+            "redis_lookup": lambda: redis_lookup_sender(self.reader, [[u] for u in ids]),
         }
         make = senders.get(kind)
         return make() if make else http_sender(self.http, self.work.requests(kind))
@@ -348,7 +346,8 @@ def free_port() -> int:
 def server_command(args: argparse.Namespace, port: int) -> list[str]:
     if args.server == "cli":
         exe = shutil.which("segstream") or "segstream"
-        return [exe, "api", "--host", "127.0.0.1", "--port", str(port)]
+        cli = [exe, "api", "--host", "127.0.0.1", "--port", str(port)]
+        return [*cli, *shlex.split(args.api_args)]
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "consumers.api:create_app"]
     return [*uvicorn, "--host", "127.0.0.1", "--port", str(port), *shlex.split(args.uvicorn_args)]
 
@@ -458,10 +457,10 @@ def summarize(phase: Phase, s: Samples, cpu: dict[str, float]) -> dict[str, Any]
         fig[f"{label}_p50_ms"] = percentile(values, 50) * 1e3
         fig[f"{label}_p99_ms"] = percentile(values, 99) * 1e3
         fig[f"{label}_max_ms"] = (values[-1] if values else math.nan) * 1e3
-    fig |= {f"cpu_{who}_pct": pct for who, pct in cpu.items()}
-    for who in ("api", "load"):  # CPU time per answered request, less noisy than latency
-        done = fig["achieved_rps"]
-        fig[f"cpu_{who}_us_per_request"] = cpu[who] * 1e4 / done if done else math.nan
+    fig |= {f"cpu_{who}_pct": pct for who, pct in cpu.items() if who != "seconds"}
+    for who in ("api", "load"):  # per request sent, failed ones too: they cost CPU as well
+        seconds = cpu[who] / 100 * cpu["seconds"]
+        fig[f"cpu_{who}_us_per_request"] = seconds / len(lag) * 1e6 if lag else math.nan
     return {f"{phase.name}_{k}": v for k, v in fig.items()}
 
 
@@ -513,7 +512,7 @@ async def measure(
     client = aioredis.Redis(connection_pool=pool)
     auth = {"Authorization": f"Bearer {key}"}
     http = CLIENTS[args.client]("127.0.0.1", port, auth, MAX_CONNECTIONS, REQUEST_TIMEOUT_S)
-    rig = Rig(http, client, Keys(settings), work)
+    rig = Rig(http, client, Keys(settings), AsyncSegmentReader(client, settings), work)
     figures: dict[str, Any] = {}
     try:
         for phase in phases(args):

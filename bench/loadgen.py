@@ -352,13 +352,13 @@ class CpuMeter:
 
     @staticmethod
     def percent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        """Percent of one core over the interval; ``others``: every process but the three
-        measured; ``steal``: taken by the hypervisor; ``stall``: share of the time some task
-        waited for a CPU."""
+        """Percent of one core over the interval (``seconds`` long); ``others``: every process
+        but the three measured; ``steal``: taken by the hypervisor; ``stall``: share of the
+        time some task waited for a CPU."""
         wall = after["wall"] - before["wall"]
         out = {k: 100 * (after[k] - before[k]) / wall for k in before if k != "wall"}
         out["others"] = max(0.0, out["machine"] - out["api"] - out["redis"] - out["load"])
-        return out
+        return out | {"seconds": wall}
 
     async def wait_quiet(self, limit_pct: float, max_wait_s: float) -> float:
         """Until the other processes use under ``limit_pct`` of a core for a second (at most

@@ -1,6 +1,7 @@
 """``segstream api``: the personalization lookup API (HTTP/JSON, FastAPI + uvicorn).
 
-It only reads Redis (HGETALL, GET, SCARD, SSCAN, PING), so it can run as a read-only
+It only reads Redis (HGETALL, HMGET, GET, SCARD, SSCAN, PING, and its lookup script as
+EVALSHA_RO/EVAL_RO, in which Redis refuses writes), so it can run as a read-only
 Redis user limited to ``seg:*`` (``SEGSTREAM_API_REDIS_URL``; falls back to
 ``SEGSTREAM_REDIS_URL``).
 
@@ -16,11 +17,11 @@ route                                       scope               answer
                                                                 Prometheus
 ==========================================  ==================  ==========================
 
-A user lookup is one Redis round trip: the user hashes of every candidate profile
-key (``consumers.queries.candidates``) and their merge pointers in one pipeline;
-segment names come from the catalog, cached in the process for a second (when it
-is stale, its HGETALL rides in the same pipeline). Only a user whose profile was
-merged into another costs one more round trip per hop.
+A lookup of one user or of a batch is one Redis call: the read-only Lua script
+``consumers/lookup_segment.lua`` tries each user's candidate profile keys
+(``consumers.queries.candidates``) in order and follows merge pointers inside Redis.
+Segment names come from the catalog, cached in the process for a second (one more
+HGETALL when it is stale).
 
 Errors are JSON ``{"error": code, "detail": ...}``: 401 ``unauthorized``, 403
 ``forbidden``, 404 ``unknown_user`` / ``unknown_segment`` / ``not_found``, 413

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from consumers.api_keys import Clock
 from consumers.queries import candidates
@@ -15,13 +18,14 @@ from consumers.redis_view import (
     MAX_ALIAS_HOPS,
     Keys,
     UserSegment,
-    decode_user,
+    parse_scores,
     read_health,
 )
 from models.health import Health
 from schemas.settings import Settings
 
 CATALOG_TTL_S = 1.0
+LOOKUP_SCRIPT = resources.files("consumers").joinpath("lookup_segment.lua").read_text()
 
 
 class Catalog:
@@ -44,11 +48,12 @@ class Catalog:
 
 
 class AsyncSegmentReader:
-    """``SegmentReader`` for asyncio: the same keys, decoding and merge pointers; no features.
+    """``SegmentReader`` for asyncio: the same keys, merge pointers and answers; no features.
 
-    ``lookup`` reads the user hash and the alias pointer of every profile in one pipeline
-    (plus the catalog when its cache is stale); only a merged profile costs one more round
-    trip per hop, at most ``MAX_ALIAS_HOPS`` reads in all, like ``SegmentReader.lookup``.
+    ``lookup`` resolves users with one read-only Lua call (``lookup_segment.lua``): each
+    user's candidate profiles in order, each followed through its merge pointers, at most
+    ``MAX_ALIAS_HOPS`` reads, like ``SegmentReader.lookup`` does in round trips. The
+    catalog (segment names) is cached for ``catalog_ttl`` seconds.
     """
 
     def __init__(
@@ -61,43 +66,28 @@ class AsyncSegmentReader:
         self.client = client
         self.keys = Keys(settings)
         self.catalog = Catalog(catalog_ttl, clock)
+        self._script = LOOKUP_SCRIPT.encode()
+        self._sha = hashlib.sha1(self._script, usedforsecurity=False).hexdigest()
+        self._head = (self.keys.user_prefix, self.keys.alias_prefix, MAX_ALIAS_HOPS)
 
-    async def _fetch(
-        self, profiles: list[str], with_catalog: bool = False
-    ) -> list[tuple[dict[bytes, bytes], bytes | None]]:
-        """User hash and alias pointer of each profile, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for p in profiles:
-            pipe.hgetall(self.keys.user(p))
-            pipe.get(self.keys.alias(p))
-        if with_catalog:
-            pipe.hgetall(self.keys.segments)
-        raw = await pipe.execute()
-        if with_catalog:
-            self.catalog.load(raw[-1])
-        return [(raw[2 * i], raw[2 * i + 1]) for i in range(len(profiles))]
+    async def _call(self, args: list[str | int]) -> list[list[bytes]]:
+        try:
+            return await self.client.evalsha_ro(self._sha, 0, *args)  # type: ignore[no-any-return]
+        except NoScriptError:  # a restarted or flushed Redis: EVAL_RO caches the script again
+            return await self.client.eval_ro(self._script, 0, *args)  # type: ignore[no-any-return,arg-type]
 
-    async def lookup(self, profiles: list[str]) -> dict[str, UserSegment | None]:
-        """Segments of profiles; a merged profile is followed to the one it lives in now."""
-        out: dict[str, UserSegment | None] = dict.fromkeys(profiles)
-        pending = {p: p for p in dict.fromkeys(profiles)}  # asked key → key to read now
-        seen: dict[str, set[str]] = {p: set() for p in pending}
-        for hop in range(MAX_ALIAS_HOPS):
-            if not pending:
-                break
-            keys = list(dict.fromkeys(pending.values()))
-            fetched = await self._fetch(keys, with_catalog=hop == 0 and self.catalog.stale())
-            found = dict(zip(keys, fetched, strict=True))
-            follow: dict[str, str] = {}
-            for asked, key in pending.items():
-                h, alias = found[key]
-                seen[asked].add(key)
-                if h:
-                    out[asked] = decode_user(key, h, None, self.catalog.names)
-                elif alias and (target := alias.decode()) not in seen[asked]:
-                    follow[asked] = target
-            pending = follow
-        return out
+    async def lookup(self, users: list[str]) -> dict[str, UserSegment | None]:
+        """Each user's live segment (``None``: none stored), in one round trip."""
+        if self.catalog.stale():
+            await self.segments()
+        args: list[str | int] = [*self._head]
+        for user in users:
+            tried = candidates(user)
+            args.append(len(tried))
+            args.extend(tried)
+        rows = await self._call(args)
+        names = self.catalog.names
+        return {user: decode_row(row, names) for user, row in zip(users, rows, strict=True)}
 
     async def segments(self) -> dict[int, dict[str, Any]]:
         if self.catalog.stale():
@@ -112,6 +102,19 @@ class AsyncSegmentReader:
         return int(nxt), [m.decode() if isinstance(m, bytes) else m for m in batch]
 
 
-def resolve(user: str, found: dict[str, UserSegment | None]) -> UserSegment | None:
-    """The first candidate profile of ``user`` that holds a segment (as the CLI does)."""
-    return next((hit for k in candidates(user) if (hit := found.get(k)) is not None), None)
+def decode_row(row: list[bytes], names: dict[int, Any]) -> UserSegment | None:
+    """One entry of the lookup script's answer: ``[profile, s, c, v, t, q]``, or empty."""
+    if not row:
+        return None
+    profile, seg, scores, version, updated, seq = row
+    sid = int(seg)
+    return UserSegment(
+        profile=profile.decode(),
+        segment=sid,
+        name=names.get(sid),
+        scores=parse_scores(scores.decode()),
+        version=int(version),
+        updated_ms=int(updated),
+        seq=int(seq),
+        features=None,
+    )

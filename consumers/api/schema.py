@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from consumers.redis_view import UserSegment
 
@@ -21,6 +22,41 @@ UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)
 class LookupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_ids: list[UserId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def parse_lookup(body: bytes) -> LookupRequest:
+    """The batch lookup's body, or the 422 FastAPI would give (locations under ``body``)."""
+    try:
+        return LookupRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=body) from None
+
+
+def too_long(user_id: str) -> list[dict[str, Any]]:
+    """The 422 detail of a user id over ``MAX_ID_CHARS``."""
+    return [
+        {
+            "loc": ["path", "user_id"],
+            "msg": f"String should have at most {MAX_ID_CHARS} characters",
+            "type": "string_too_long",
+        }
+    ]
+
+
+# What the lookup routes would declare as parameters, for the OpenAPI document.
+BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+USER_ID_PARAMETER: dict[str, Any] = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "description": "A user id (tries u:<id>, then a:<id>) or a profile key u:, a:, e:.",
+    "schema": {"type": "string", "maxLength": MAX_ID_CHARS, "title": "User Id"},
+}
+LOOKUP_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": LookupRequest.model_json_schema()}},
+}
 
 
 class UserSegmentOut(BaseModel):

@@ -481,7 +481,8 @@ install_redis() {
 
 # redis_write_users: the ACL users segstream runs as.
 #   segworker: reads and writes seg:* (the worker, its Lua scripts, `segstream keys`);
-#   segapi:    reads seg:* with the five commands the lookup API sends, nothing else;
+#   segapi:    reads seg:* with the commands the lookup API sends, nothing else (its lookup
+#              script runs as EVAL_RO/EVALSHA_RO, where Redis refuses any write);
 #   default:   left open without a password on this loopback-only dev server (tests and
 #              redis-cli use it); a production server turns it off (README, Security).
 # Passwords are made once (mode 600); users.acl holds only their SHA-256 digests, and
@@ -497,7 +498,7 @@ redis_write_users() {
   {
     echo "user default on nopass ~* &* +@all"
     echo "user segworker on #$(sha256 "$worker_pw") ~seg:* resetchannels -@all +@read +@write +@scripting +@transaction +ping -@dangerous"
-    echo "user segapi on #$(sha256 "$api_pw") ~seg:* resetchannels -@all +hgetall +hmget +get +scard +sscan +ping"
+    echo "user segapi on #$(sha256 "$api_pw") ~seg:* resetchannels -@all +hgetall +hmget +get +scard +sscan +ping +evalsha_ro +eval_ro"
   } >"$REDIS_ACL.tmp"
   mv "$REDIS_ACL.tmp" "$REDIS_ACL"
   (

@@ -152,11 +152,13 @@ class RoundTrips:
     def __init__(self, client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
         self.commands: list[int] = []
+        self.calls: list[tuple[Any, ...]] = []  # single commands, as sent
         original_execute = client.execute_command
         original_pipeline = client.pipeline
 
         async def execute_command(*args: Any, **kwargs: Any) -> Any:
             self.n += 1
+            self.calls.append(args)
             return await original_execute(*args, **kwargs)
 
         def pipeline(*args: Any, **kwargs: Any) -> Any:
@@ -236,7 +238,8 @@ async def test_single_lookup_is_one_redis_round_trip(make_settings, monkeypatch)
         r = await c.get("/v1/users/anon-1/segment", headers=bearer(key))
         assert r.status_code == 200
         assert r.json()["segment_name"] == "Dormant"
-        assert trips.n == 1  # keys and catalog are cached; both candidates in one pipeline
+        assert trips.n == 1  # keys and catalog are cached; both candidates in one script call
+        assert trips.calls[0][0] == "EVALSHA_RO"
 
 
 async def test_batch_lookup_reports_unknown_ids_in_one_round_trip(make_settings, monkeypatch):
@@ -248,10 +251,13 @@ async def test_batch_lookup_reports_unknown_ids_in_one_round_trip(make_settings,
     async with serve(s) as (c, rt):
         await c.get("/healthz")
         trips = RoundTrips(rt.client, monkeypatch)
-        # the key cache is cold: its HGETALL is the only other round trip
+        # the key cache and the catalog are cold: their HGETALLs are the only other trips
         r = await c.post("/v1/segments/lookup", json={"user_ids": asked}, headers=bearer(key))
-        assert trips.n == 2
-        assert max(trips.commands) >= 200 * 2 * 2  # both candidates, hash + pointer, one go
+        assert [call[0] for call in trips.calls] == ["HGETALL", "HGETALL", "EVALSHA_RO"]
+        assert trips.n == 3
+        script_args = trips.calls[-1][3:]  # sha, numkeys, then prefixes, hops, groups
+        assert script_args.count(2) == 202  # every asked id once, with its two candidates
+        assert "u:ghost-1" in script_args and "a:ghost-1" in script_args
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["unknown"] == ["ghost-1", "a:cust-5", "ghost-2"]
@@ -287,6 +293,27 @@ async def test_batch_lookup_validates_its_body(make_settings):
         r = await c.post("/v1/segments/lookup", json={"user_ids": ids[:1000]}, headers=bearer(key))
         assert r.status_code == 200
         assert len(r.json()["unknown"]) == 1000
+
+
+async def test_lookup_checks_the_key_before_the_request(make_settings):
+    s = make_settings()
+    await seed(s, [rec("u:alice", 1)])
+    key = new_key(s)
+    async with serve(s) as (c, _):
+        long_id = "x" * 1025
+        r = await c.get(f"/v1/users/{long_id}/segment")
+        assert r.status_code == 401  # no key: nothing about the request is told
+        r = await c.post("/v1/segments/lookup", content=b"{not json")
+        assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
+        r = await c.get(f"/v1/users/{long_id}/segment", headers=bearer(key))
+        assert (r.status_code, r.json()["error"]) == (422, "invalid_request")
+        assert r.json()["detail"][0]["loc"] == ["path", "user_id"]
+        r = await c.get(f"/v1/users/{long_id[:1024]}/segment", headers=bearer(key))
+        assert r.status_code == 404
+        r = await c.get("/v1/users/alice/segment", headers={"Authorization": f"Basic {key}"})
+        assert r.status_code == 401  # only Bearer
+        r = await c.get("/v1/users/alice/segment", headers={"Authorization": f"bearer  {key} "})
+        assert r.status_code == 200  # the scheme in any case, the key trimmed
 
 
 async def test_a_merged_profile_resolves_to_the_profile_it_joined(make_settings):
@@ -668,7 +695,16 @@ async def test_openapi_documents_the_routes_and_bearer_auth(make_settings):
     } <= set(doc["paths"])
     schemes = doc["components"]["securitySchemes"]
     assert any(v.get("scheme", "").lower() == "bearer" for v in schemes.values())
-    assert doc["paths"]["/v1/segments/lookup"]["post"]["security"]
+    for path, ops in doc["paths"].items():  # every /v1 operation names a declared scheme
+        for op in ops.values() if path.startswith("/v1/") else ():
+            assert [name for sec in op["security"] for name in sec] == ["HTTPBearer"], path
+            assert set(schemes) == {"HTTPBearer"}
+    (param,) = doc["paths"]["/v1/users/{user_id}/segment"]["get"]["parameters"]
+    assert (param["name"], param["in"], param["schema"]["maxLength"]) == ("user_id", "path", 1024)
+    body = doc["paths"]["/v1/segments/lookup"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["required"] == ["user_ids"]
+    assert schema["properties"]["user_ids"]["maxItems"] == 1000
 
 
 async def test_the_api_works_as_the_read_only_redis_user_deploy_makes(make_settings, redis_users):
@@ -690,6 +726,16 @@ async def test_the_api_works_as_the_read_only_redis_user_deploy_makes(make_setti
             await rt.client.set(Keys(s).user("u:alice"), "x")
         with pytest.raises(redis.exceptions.NoPermissionError):
             await rt.client.get("not-segstream")
+        with pytest.raises(redis.exceptions.NoPermissionError):  # writing scripts: no
+            await rt.client.eval("return 1", 0)
+        # the ACL refuses the write before Redis's read-only script rule would
+        with pytest.raises(redis.exceptions.ResponseError, match=r"can't run this command"):
+            await rt.client.eval_ro(
+                "return redis.call('SET', KEYS[1], 'x')", 1, Keys(s).user("u:alice")
+            )
+        admin(s).script_flush()  # a flushed script cache: the lookup loads it again
+        r = await c.get("/v1/users/alice/segment", headers=bearer(key))
+        assert (r.status_code, r.json()["segment"]) == (200, 1)
 
 
 def test_segstream_api_with_two_worker_processes_serves_and_stops(cli_env, tmp_path, api_server):
