@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.05, gt=0, le=10)
     commit_interval_s: float = Field(1.0, gt=0)
+    # how soon the group gives a crashed worker's partitions to the others (Kafka's
+    # group.min.session.timeout.ms, 6 s by default, is the floor); heartbeats every third
+    kafka_session_timeout_s: float = Field(30.0, ge=1, le=3600)
 
     # Validation at the edge
     max_event_bytes: int = Field(64 * 1024, ge=256)

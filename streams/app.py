@@ -80,6 +80,8 @@ class Runtime:
             topic_replication_factor=s.replication_factor,
             processing_guarantee="at_least_once",
             broker_commit_interval=s.commit_interval_s,
+            broker_session_timeout=s.kafka_session_timeout_s,
+            broker_heartbeat_interval=s.kafka_session_timeout_s / 3,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             producer_linger=0.005,
