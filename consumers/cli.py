@@ -454,6 +454,97 @@ def export_changes(
     err.print(f"wrote {report.written} changes")
 
 
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: what was refused, and why.")
+app.add_typer(dlq_app, name="dlq")
+Since = Annotated[str, typer.Option(help="Window: 90s, 30m, 24h, 7d, or all.")]
+Reasons = Annotated[list[str] | None, typer.Option("--reason", help="Only this reason (repeat).")]
+
+
+def _since_ms(since: str) -> int | None:
+    import time
+
+    from consumers.exports import parse_window
+
+    if since == "all":
+        return None
+    try:
+        return int((time.time() - parse_window(since)) * 1000)
+    except ValueError as exc:
+        raise fail(exc, 2) from None
+
+
+@dlq_app.command("show")
+def dlq_show(
+    since: Since = "24h",
+    reason: Reasons = None,
+    limit: Annotated[int, typer.Option(help="Latest letters to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters of the window: counts by reason, stage and topic, and the latest."""
+    from consumers.dlq import show
+
+    try:
+        summary = show(settings(), _since_ms(since), reason or (), limit)
+    except SegstreamError as exc:
+        raise fail(exc) from None
+    if as_json:
+        out = {
+            "letters": summary.letters,
+            "by_reason": dict(summary.by_reason),
+            "by_stage": dict(summary.by_stage),
+            "by_topic": dict(summary.by_topic),
+            "unreadable": summary.unreadable,
+            "latest": [d.as_dict() for d in summary.latest],
+        }
+        typer.echo(orjson.dumps(out).decode())
+        return
+    console = Console()
+    counts = Table(title=f"{summary.letters} dead letters ({since})")
+    counts.add_column("reason")
+    counts.add_column("letters", justify="right")
+    for name, n in summary.by_reason.most_common():
+        counts.add_row(name, str(n))
+    console.print(counts)
+    latest = Table(title="latest")
+    for col in ("at", "reason", "stage", "from", "detail", "value"):
+        latest.add_column(col, overflow="fold")
+    for d in summary.latest:
+        at = _iso(d.at_ms)
+        where = f"{d.topic}[{d.partition}]@{d.offset}"
+        latest.add_row(at, d.reason, d.stage, where, d.detail[:120], d.value[:80])
+    console.print(latest)
+    if summary.unreadable:
+        err.print(f"{summary.unreadable} records on the dlq topic are not dead letters")
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    since: Since = "24h",
+    reason: Reasons = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
+) -> None:
+    """Send dead letters back to the topics they came from, after the cause is fixed.
+    Safe to repeat: events already applied are skipped by id; letters that still fail
+    come back as new letters."""
+    from consumers.dlq import replay
+
+    try:
+        done = replay(settings(), _since_ms(since), reason or (), dry_run)
+    except (SegstreamError, RuntimeError) as exc:
+        raise fail(exc) from None
+    verb = "would replay" if dry_run else "replayed"
+    by_reason = ", ".join(f"{r} {n}" for r, n in done.by_reason.most_common()) or "none"
+    typer.echo(f"{verb} {done.sent} letters ({by_reason})")
+    if done.emails_removed:
+        typer.echo(f"{done.emails_removed} of them without their redacted email field")
+
+
 @app.command("rebuild-redis")
 def rebuild_redis() -> None:
     """Write the live view again from Kafka: users from the compacted segments topic, merge

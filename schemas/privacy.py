@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 
+REDACTED_EMAIL = "[redacted-email]"  # what an address becomes in dead letters and logs
 _EMAIL_RE = re.compile(rb"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _EMAIL_TEXT_RE = re.compile(_EMAIL_RE.pattern.decode())
 
@@ -55,9 +56,9 @@ def hash_email_field(event: dict[str, object], key: bytes) -> dict[str, object]:
 
 def redact_email_text(text: str) -> str:
     """The same for text (error details, log lines)."""
-    return _EMAIL_TEXT_RE.sub("[redacted-email]", text)
+    return _EMAIL_TEXT_RE.sub(REDACTED_EMAIL, text)
 
 
 def redact_emails(raw: bytes) -> bytes:
     """Replace anything that looks like an email address (used before dead-lettering)."""
-    return _EMAIL_RE.sub(b"[redacted-email]", raw)
+    return _EMAIL_RE.sub(REDACTED_EMAIL.encode(), raw)
