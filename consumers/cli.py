@@ -28,7 +28,7 @@ dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis (deploy/
 schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts for producers.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(schemas_app, name="schemas")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines (paths, logs)
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -104,13 +104,21 @@ class SegmentWriter:
     async def write(
         self, records: list[SegmentRecord], deletes: Sequence[tuple[str, str | None]] = ()
     ) -> int:
-        """Write a batch in one round trip; returns how many records were newer than Redis.
+        """Write a batch in one round trip; returns how many records were not older than
+        what Redis held (``accepted`` tells which)."""
+        return sum(await self.accepted(records, deletes))
+
+    async def accepted(
+        self, records: list[SegmentRecord], deletes: Sequence[tuple[str, str | None]] = ()
+    ) -> list[bool]:
+        """Write a batch in one round trip; per record, whether Redis took it (False: it
+        held a newer one).
 
         ``deletes`` are ``(profile, merged_into)``: the profile leaves the view and, when it
         was merged, a pointer to the surviving profile keeps lookups by the old key working.
         """
         if not records and not deletes:
-            return 0
+            return []
         pipe = self.client.pipeline(transaction=False)
         k = self.keys
         for r in records:
@@ -140,7 +148,7 @@ class SegmentWriter:
                 client=pipe,
             )
         results = await pipe.execute()
-        return sum(1 for x in results[: len(records)] if x == 1)
+        return [x == 1 for x in results[: len(records)]]
 
     async def health(self, segment_ids: list[int]) -> dict[int, Health]:
         return await read_health(self.client, self.keys, segment_ids)

@@ -23,6 +23,7 @@ from typing import Any
 import faust
 import orjson
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -112,14 +113,17 @@ class Runtime:
         pending = list(records)
         delay = 0.1
         while pending:
-            futures = []
+            futures: list[Any] = []
             for topic, key, value in pending:
-                # value None must be a real tombstone (Faust would otherwise send b"null")
-                futures.append(
-                    await self.topics[topic].send(
+                try:  # no metadata yet (the broker is away) raises here, not in the future
+                    # value None must be a real tombstone (Faust would otherwise send b"null")
+                    sent = await self.topics[topic].send(
                         key=key, value=value, value_serializer="raw" if value is None else None
                     )
-                )
+                except (KafkaError, OSError) as exc:
+                    sent = asyncio.get_running_loop().create_future()
+                    sent.set_exception(exc)
+                futures.append(sent)
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = [
                 rec
@@ -157,6 +161,11 @@ class Runtime:
         return "dlq", key, letter.to_json()
 
     # ------------------------------------------------------------- tables
+    def owned_partitions(self) -> set[int]:
+        """Partitions of ``events`` assigned to this worker now."""
+        events = self.settings.topic("events")
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == events}
+
     def partition_of(self, key: bytes) -> int:
         """Partition of ``key`` on the ``events``/``identity`` topics (the producer's hash)."""
         return int(murmur2(key) & 0x7FFFFFFF) % self.settings.partitions
@@ -196,6 +205,17 @@ class Runtime:
             ]
 
     # -------------------------------------------------------------- redis
+    async def kafka_retry(self, op: Any, *args: Any) -> Any:
+        """Run a read of our own topics (outside the group) until the broker answers."""
+        delay = 0.1
+        while True:
+            try:
+                return await op(*args)
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
     async def redis_retry(self, op: Any, *args: Any) -> Any:
         """Run a Redis operation until it succeeds; offsets wait meanwhile."""
         delay = 0.1

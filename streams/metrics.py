@@ -34,6 +34,10 @@ IDENTITY_CONFLICTS = Counter(
 ASSIGN_ERRORS = Counter("segstream_assign_errors_total", "Segment assignments that failed")
 SEGMENT_CHANGES = Counter("segstream_segment_changes_total", "Users who changed segment")
 REDIS_WRITES = Counter("segstream_redis_writes_total", "Segment records written to Redis")
+STALE_WRITES = Counter(
+    "segstream_stale_writes_total",
+    "Segment records Redis refused: it held a newer one (another owner, a newer model)",
+)
 REDIS_ERRORS = Counter("segstream_redis_errors_total", "Failed Redis writes (retried)")
 KAFKA_SEND_ERRORS = Counter("segstream_kafka_send_errors_total", "Failed sends (retried)")
 BATCH_SECONDS = Histogram(

@@ -185,9 +185,22 @@ def segment_effects(
 
 
 async def apply_effects(p: Pipeline, fx: Effects) -> None:
-    await p.send(fx.records)
-    written = await p.redis_retry(p.writer.write, fx.writes, fx.deletes)
-    metrics.REDIS_WRITES.inc(written)
+    """Make a batch's effects durable, before its input offsets are acknowledged.
+
+    Redis first: a segment record Redis refuses (it holds a newer one, written by the
+    partition's new owner or a newer model) goes neither to the ``segments`` topic nor to
+    ``segment-changes``, so the topic's latest record per user stays the one Redis
+    holds. Then the records, then the table's changelog. A crash in between replays the
+    batch: Redis takes an equal record again, and the rest follows.
+    """
+    accepted = await p.redis_retry(p.writer.accepted, fx.writes, fx.deletes)
+    stale = {r.profile.encode() for r, ok in zip(fx.writes, accepted, strict=True) if not ok}
+    if stale:
+        metrics.STALE_WRITES.inc(len(stale))
+    await p.send(
+        r for r in fx.records if not (r[0] in ("segments", "segment-changes") and r[1] in stale)
+    )
+    metrics.REDIS_WRITES.inc(len(accepted) - len(stale))
     await p.write_table(p.profiles, fx.table)
 
 
@@ -290,7 +303,10 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
                 break  # a newer one came; the loop starts over with it
             async with p.lock:
                 fx = Effects()
+                owned = p.owned_partitions()  # a partition given away: its new owner writes
                 for key in keys[i : i + chunk]:
+                    if p.partition_of(key) not in owned:
+                        continue
                     state = load_profile(p, key)
                     if state is None or state.merged_into:
                         continue

@@ -108,7 +108,7 @@ class TrainerStage:
         have lived elsewhere meanwhile (a new consumer generation)."""
         generation = self.p.app.consumer_generation_id
         if self.trainer is None or generation != self.generation:
-            self.trainer = await self.restore()
+            self.trainer = await self.p.kafka_retry(self.restore)
             self.generation = generation
         metrics.MODEL_OWNER.set(1)
         return self.trainer

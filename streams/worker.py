@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
 from streams.app import Pipeline
+from streams.continuity import Broker, Continuity, accept_stop_signals, delivered, restart
 from streams.lag import Offsets, export_lag
 from streams.topics import ensure_topics
 
@@ -24,10 +25,30 @@ def build(settings: Settings) -> Pipeline:
     app = p.app
     parser = stages.parser_for(p)
     n, within = settings.batch_size, settings.batch_within_s
+    broker = Broker(settings)
+    seen: list[Continuity] = []
+
+    def continuity() -> Continuity:
+        seen.append(Continuity(broker.committed, broker.holds_records))
+        return seen[-1]
+
+    async def whole(stage: str, c: Continuity, events: list[Any]) -> None:
+        """Restart the process if Faust skipped records before or inside this batch."""
+        holes = await c.check(delivered(events))
+        if holes:
+            restart(stage, holes)
+
+    async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
+        for c in seen:
+            c.forget((tp.topic, tp.partition) for tp in revoked)
+
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]  # faust's stub
 
     def ingest_agent(source: str) -> Any:
         async def ingest(stream: Any) -> None:
+            c = continuity()
             async for events in stream.take_events(n, within=within):
+                await whole("edge", c, events)
                 await stages.guarded("edge", stages.ingest_batch(p, parser, source, events))
                 stages.batch_done()
 
@@ -39,13 +60,17 @@ def build(settings: Settings) -> Pipeline:
 
     @app.agent(p.topics["identity"], name="identity", concurrency=1)
     async def identity(stream: Any) -> None:
+        c = continuity()
         async for events in stream.take_events(n, within=within):
+            await whole("identity", c, events)
             await stages.guarded("identity", stages.identity_batch(p, events))
             stages.batch_done()
 
     @app.agent(p.topics["events"], name="profiles", concurrency=1)
     async def profiles(stream: Any) -> None:
+        c = continuity()
         async for events in stream.take_events(n, within=within):
+            await whole("profiles", c, events)
             await stages.guarded("profiles", stages.profile_batch(p, events))
             stages.batch_done()
 
@@ -54,7 +79,9 @@ def build(settings: Settings) -> Pipeline:
 
     @app.agent(p.topics["training"], name="trainer", concurrency=1)
     async def train(stream: Any) -> None:
+        c = continuity()
         async for events in stream.take_events(n, within=within):
+            await whole("trainer", c, events)
             await stages.guarded("trainer", trainer.batch(events))
             stages.batch_done()
 
@@ -72,8 +99,13 @@ def build(settings: Settings) -> Pipeline:
             log.warning("could not read the group's offsets: %s", exc)
 
     @app.task
+    async def started() -> None:
+        """The worker is up and handles stop signals: take any a restart held back."""
+        accept_stop_signals()
+
+    @app.task
     async def follow_model() -> None:
-        await stages.follow_model(p)
+        await p.kafka_retry(stages.follow_model, p)  # starts again after an outage
 
     @app.task
     async def rescore() -> None:

@@ -44,3 +44,8 @@ def flush_namespace(settings: Settings) -> None:
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
     client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests last: they stop and start the shared servers."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)

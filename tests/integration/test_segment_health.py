@@ -61,7 +61,9 @@ async def _run(settings: Settings, seed: int) -> dict[str, SegmentRecord | None]
                     deletes.append((profile, None))
                 else:
                     batch.append(_record(rng, profile))
-            await writer.write(batch, deletes)
+            accepted = await writer.accepted(batch, deletes)
+            # Redis says per record whether it took it: exactly the newer-or-equal ones
+            assert accepted == [_newer(r, held.get(r.profile)) for r in batch]
             for r in batch:
                 if _newer(r, held.get(r.profile)):
                     held[r.profile] = r

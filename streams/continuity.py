@@ -1,0 +1,196 @@
+"""Holes in what Faust hands an agent: offsets of a partition it never delivered.
+
+Around a restart, a recovery or a seek, Faust can drop records it has fetched (its
+fetcher gives up on a record when flow is suspended, yet moves its read position past
+it), and its commit logic can then move the group's offset past them. The chaos tests
+caught it: after kill -9 loops, a few users missed an event for good.
+
+So every agent checks each batch before working on it. Per partition, the offsets
+must go on from the last one delivered (first: from the group's committed offset). A
+forward jump is a hole when the broker holds records in it (a jump over transaction
+markers is not). A worker that finds a hole restarts itself (``restart``) before it
+acknowledges anything after the hole, so the group's offset stays before it and the
+restarted worker reads the skipped records again: nothing is lost, and what is read
+twice is skipped by the per-user offsets and event ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.settings import Settings, kafka_client_config
+
+log = logging.getLogger("segstream.worker")
+
+TP = tuple[str, int]
+RESTARTS_ENV = "SEGSTREAM_WORKER_RESTARTS"
+MAX_RESTARTS = 10  # each within RESTART_WINDOW_S of the last: then exit, for an operator
+RESTART_WINDOW_S = 600.0
+PROBE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hole:
+    topic: str
+    partition: int
+    start: int  # first offset not delivered
+    end: int  # the offset delivered instead (the hole is [start, end))
+
+
+def find_holes(
+    expected: dict[TP, int], delivered: Iterable[tuple[TP, int]]
+) -> tuple[list[Hole], dict[TP, int]]:
+    """Forward jumps in ``delivered`` against the next offset ``expected`` per partition.
+
+    Returns the jumps and the next expected offsets after the batch. An offset below the
+    expected one is a record delivered again (after a seek back): the sequence goes on
+    from it.
+
+    >>> find_holes({("t", 0): 5}, [(("t", 0), 5), (("t", 0), 6), (("t", 0), 9)])
+    ([Hole(topic='t', partition=0, start=7, end=9)], {('t', 0): 10})
+    >>> find_holes({}, [(("t", 1), 3), (("t", 1), 2)])
+    ([], {('t', 1): 3})
+    """
+    nxt = dict(expected)
+    holes: list[Hole] = []
+    for tp, offset in delivered:
+        want = nxt.get(tp)
+        if want is not None and offset > want:
+            holes.append(Hole(tp[0], tp[1], want, offset))
+        nxt[tp] = offset + 1
+    return holes, nxt
+
+
+Committed = Callable[[list[TP]], Awaitable[dict[TP, int]]]
+Probe = Callable[[Hole], Awaitable[bool]]
+
+
+class Continuity:
+    """One agent's delivered offsets, checked batch by batch."""
+
+    def __init__(self, committed: Committed, probe: Probe) -> None:
+        self.committed = committed
+        self.probe = probe
+        self.expected: dict[TP, int] = {}
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        """Partitions taken away (a rebalance): when they come back, start from the group's
+        committed offset again."""
+        for tp in tps:
+            self.expected.pop(tp, None)
+
+    async def check(self, delivered: Sequence[tuple[TP, int]]) -> list[Hole]:
+        """The holes before or inside this batch that hold records."""
+        new = sorted({tp for tp, _ in delivered if tp not in self.expected})
+        if new:
+            self.expected.update(await self.committed(new))
+        holes, nxt = find_holes(self.expected, delivered)
+        confirmed = [h for h in holes if await self.probe(h)]
+        self.expected = nxt
+        return confirmed
+
+
+def delivered(events: Iterable[Any]) -> list[tuple[TP, int]]:
+    """``((topic, partition), offset)`` of each Faust event of a batch."""
+    return [((e.message.topic, e.message.partition), e.message.offset) for e in events]
+
+
+class Broker:
+    """The two broker reads ``Continuity`` needs, in a thread (confluent-kafka)."""
+
+    def __init__(self, settings: Settings) -> None:
+        base = {**kafka_client_config(settings), "enable.auto.commit": False}
+        self.group = Consumer({**base, "group.id": settings.consumer_group})
+        probe_group = f"{settings.consumer_group}-probe"  # never joins: assign() only
+        self.reader = Consumer(
+            {**base, "group.id": probe_group, "isolation.level": "read_uncommitted"}
+        )
+        self.lock = threading.Lock()  # agents share it; one broker read at a time
+
+    def _committed(self, tps: list[TP]) -> dict[TP, int]:
+        with self.lock:
+            return self._committed_locked(tps)
+
+    def _committed_locked(self, tps: list[TP]) -> dict[TP, int]:
+        asked = [TopicPartition(t, p) for t, p in tps]
+        out = {}
+        for tp in self.group.committed(asked, timeout=PROBE_TIMEOUT_S):
+            offset = tp.offset
+            if offset < 0:  # none committed: the group starts at the earliest record
+                offset, _ = self.group.get_watermark_offsets(tp, timeout=PROBE_TIMEOUT_S)
+            out[(tp.topic, tp.partition)] = offset
+        return out
+
+    def _holds_records(self, hole: Hole) -> bool:
+        """Whether any record sits in the hole (a timeout counts as yes: restarting
+        needlessly is cheap, losing records is not)."""
+        with self.lock:
+            return self._holds_records_locked(hole)
+
+    def _holds_records_locked(self, hole: Hole) -> bool:
+        self.reader.assign([TopicPartition(hole.topic, hole.partition, hole.start)])
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                msg = self.reader.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                offset = msg.offset()
+                return offset is not None and offset < hole.end
+            return True
+        finally:
+            self.reader.unassign()
+
+    async def committed(self, tps: list[TP]) -> dict[TP, int]:
+        return await asyncio.to_thread(self._committed, tps)
+
+    async def holds_records(self, hole: Hole) -> bool:
+        return await asyncio.to_thread(self._holds_records, hole)
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def accept_stop_signals() -> None:
+    """Once the worker handles SIGTERM and SIGINT itself: take the ones held back by
+    ``restart``."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def restart(stage: str, holes: list[Hole]) -> None:
+    """Replace this process by a fresh worker (same command line, same pid) before the
+    batch after the hole is acknowledged. Restarts less than ``RESTART_WINDOW_S`` apart
+    are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead."""
+    count, last = (int(x) for x in os.environ.get(RESTARTS_ENV, "0:0").split(":"))
+    now = int(time.time())
+    count = count + 1 if now - last < RESTART_WINDOW_S else 1
+    where = ", ".join(f"{h.topic}[{h.partition}] {h.start}..{h.end - 1}" for h in holes)
+    if count > MAX_RESTARTS:
+        log.critical(
+            "%s: records never delivered (%s), %d restarts in %.0f s: exiting",
+            *(stage, where, count - 1, RESTART_WINDOW_S),
+        )
+        logging.shutdown()
+        os._exit(70)
+    log.critical(
+        "%s: records never delivered (%s); restart %d to read them again", stage, where, count
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[RESTARTS_ENV] = f"{count}:{now}"
+    # a stop signal arriving while the new process starts stays pending (the mask
+    # survives exec) until its worker can stop gracefully: see ``accept_stop_signals``
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 (our argv)

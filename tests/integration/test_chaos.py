@@ -1,0 +1,312 @@
+"""Faults on the real broker and Redis; afterwards the state must equal the oracle's.
+
+Each test produces a synthetic stream (with copies of some events, in the same batch
+and much later), injects its fault while a real ``segstream worker`` processes it, lets
+a worker finish, then checks:
+
+* every profile's features in Redis equal the oracle's single-process recomputation
+  (nothing lost, nothing counted twice);
+* every profile's segment in Redis equals its latest record in the compacted
+  ``segments`` topic (the authoritative copy).
+
+``SEGSTREAM_CHAOS_SEED`` fixes the random fault points (the seed used is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import KafkaException
+
+from consumers.queries import lookup_users
+from consumers.sample import start_worker, stop_worker, wait_for_segments
+from models.features import feature_space
+from models.oracle import run as oracle_run
+from models.synthetic import Generator
+from schemas.parse import EventParser
+from schemas.privacy import hash_email_field
+from schemas.records import SegmentRecord
+from schemas.settings import Settings
+from streams.lag import Offsets
+from streams.produce import send_all
+from streams.topics import ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.chaos]
+
+Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
+Event = tuple[str, bytes, bytes]
+REPO = Path(__file__).resolve().parents[2]
+SESSION_TIMEOUT_S = 6  # the broker's minimum: a killed worker's partitions move on soon
+
+
+@dataclass
+class Stream:
+    settings: Settings
+    events: list[Event]  # each once, as the oracle reads them
+    profiles: list[str]
+    env: dict[str, str]
+
+
+def chaos_rng() -> random.Random:
+    seed = int(os.environ.get("SEGSTREAM_CHAOS_SEED") or random.randrange(1 << 30))
+    print(f"SEGSTREAM_CHAOS_SEED={seed}")
+    return random.Random(seed)
+
+
+def produce_stream(users: int, seed: int, worker_env: dict[str, str] | None = None) -> Stream:
+    """A fresh namespace holding the generator's events, with copies: every 13th right
+    behind it, a tenth of all again at the end."""
+    settings = Settings(namespace=f"ch{uuid.uuid4().hex[:8]}", metrics_port=0)
+    ensure_topics(settings)
+    g = Generator(users=users, seed=seed)
+    key = settings.email_hash_key.get_secret_value().encode()
+    events = [
+        (e.source, e.key.encode(), orjson.dumps(hash_email_field(e.value, key))) for e in g.events()
+    ]
+    stream: list[tuple[str, bytes | None, bytes]] = []
+    for i, ev in enumerate(events):
+        stream.append(ev)
+        if i % 13 == 0:
+            stream.append(ev)
+    stream += random.Random(seed).sample(events, len(events) // 10)
+    send_all(settings, stream)
+    env = {
+        "SEGSTREAM_NAMESPACE": settings.namespace,
+        "SEGSTREAM_METRICS_PORT": "0",
+        "SEGSTREAM_PUBLISH_EVERY_S": "2",
+        "SEGSTREAM_KAFKA_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
+        **(worker_env or {}),
+    }
+    return Stream(settings, events, sorted(g.truth), env)
+
+
+WORKER_INPUTS = ("web", "ad", "crm", "identity", "events", "training")
+
+
+def group_lag(settings: Settings) -> int:
+    """Records the worker group has yet to commit, over every topic it consumes."""
+    tps = [
+        (settings.topic(name), p)
+        for name in WORKER_INPUTS
+        for p in range(1 if name == "training" else settings.partitions)
+    ]
+    offsets = Offsets(settings)
+    try:
+        return sum(pos.lag for pos in offsets.read(tps).values())
+    except KafkaException:  # the broker is (re)starting: not caught up
+        return -1
+    finally:
+        offsets.close()
+
+
+def wait_caught_up(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the group has committed everything on its inputs, three reads in a row."""
+    deadline, zero = time.monotonic() + timeout, 0
+    while zero < 3:
+        assert proc.poll() is None, "the worker exited"
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker group still {group_lag(settings)} records behind")
+        zero = zero + 1 if group_lag(settings) == 0 else 0
+        time.sleep(1)
+
+
+def finish(stream: Stream, log: Path, timeout: float = 300) -> None:
+    """One more worker until it has caught up on every input and every profile has a
+    segment of a stable model; it must stop cleanly on SIGTERM."""
+    proc = start_worker(stream.settings, log, env=stream.env)
+    try:
+        wait_caught_up(stream.settings, proc, timeout)
+        wait_for_segments(stream.settings, stream.profiles, timeout=timeout, settle=5, proc=proc)
+        wait_caught_up(stream.settings, proc, timeout)
+    finally:
+        code = stop_worker(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def assert_equals_oracle(stream: Stream, topic_reader: Reader) -> None:
+    s = stream.settings
+    space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
+    parser = EventParser(
+        s.email_hash_key.get_secret_value().encode(), now=lambda: datetime.now(tz=UTC)
+    )
+    oracle = oracle_run([(src, raw) for src, _, raw in stream.events], parser, space)
+    lines, unknown = lookup_users(s, stream.profiles)
+    assert unknown == []
+    latest: dict[bytes, bytes | None] = {}
+    for k, v in topic_reader(s, s.topic("segments")):
+        assert k is not None
+        latest[k] = v
+    wrong: list[str] = []
+    for line in lines:
+        profile = str(line["profile"])
+        expected = space.raw(oracle.profiles[profile], oracle.watermark_ms)
+        got = line["features"]
+        assert isinstance(got, dict)
+        wrong += [
+            f"{profile} {name}: {got[name]} != {value} (oracle)"
+            for name, value in expected.items()
+            if got[name] != pytest.approx(value, rel=1e-3, abs=1e-3)
+        ]
+        raw = latest[profile.encode()]
+        assert raw is not None
+        record = SegmentRecord.from_json(raw)
+        if (record.segment, record.version) != (line["segment"], line["model_version"]):
+            wrong.append(f"{profile}: Redis {line['segment']} v{line['model_version']} != topic")
+    assert not wrong, f"{s.namespace}: {len(wrong)} differences:\n" + "\n".join(wrong[:40])
+
+
+def wait_for_log(
+    log: Path, text: str, since: int, proc: subprocess.Popen[bytes], limit: float
+) -> bool:
+    """Until ``text`` appears in the log after byte ``since`` (False: not within ``limit``)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text.encode() in log.read_bytes()[since:]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_kill_9_at_random_points_loses_and_double_counts_nothing(
+    servers: None, tmp_path: Path, topic_reader: Reader
+) -> None:
+    rng = chaos_rng()
+    stream = produce_stream(users=500, seed=31)  # about 30 s of work for one worker
+    log = tmp_path / "worker.log"
+    kills = 0
+    for _ in range(int(os.environ.get("SEGSTREAM_CHAOS_KILLS", "4"))):
+        since = log.stat().st_size if log.exists() else 0
+        proc = start_worker(stream.settings, log, env=stream.env)
+        # a random point once it works: partitions assigned, state restored
+        assert wait_for_log(log, "[^Worker]: Ready", since, proc, 120), log.read_text()[-3000:]
+        time.sleep(rng.uniform(0.5, 5.0))
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    print(f"{len(stream.events)} events, {kills} kills (SIGKILL), {kills + 1} starts")
+    finish(stream, log)
+    assert_equals_oracle(stream, topic_reader)
+
+
+def test_sigterm_mid_batch_completes_or_replays_the_work(
+    servers: None, tmp_path: Path, topic_reader: Reader
+) -> None:
+    """A graceful stop while batches are in flight: the worker finishes or drops the
+    batch in hand, commits what it wrote, exits 0; the next one goes on from there."""
+    rng = chaos_rng()
+    stream = produce_stream(users=500, seed=32)
+    log = tmp_path / "worker.log"
+    stops = int(os.environ.get("SEGSTREAM_CHAOS_KILLS", "4"))
+    for _ in range(stops):
+        since = log.stat().st_size if log.exists() else 0
+        proc = start_worker(stream.settings, log, env=stream.env)
+        assert wait_for_log(log, "[^Worker]: Ready", since, proc, 120), log.read_text()[-3000:]
+        time.sleep(rng.uniform(0.5, 5.0))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    print(f"{len(stream.events)} events, {stops} stops (SIGTERM), {stops + 1} starts")
+    finish(stream, log)
+    assert_equals_oracle(stream, topic_reader)
+
+
+def test_two_workers_share_partitions_one_leaves_and_returns(
+    servers: None, tmp_path: Path, topic_reader: Reader
+) -> None:
+    """Two workers in one group; one is killed mid-stream (its partitions move to the
+    other), then comes back (they move again). The result equals one worker's."""
+    rng = chaos_rng()
+    stream = produce_stream(users=500, seed=33)
+    a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
+    own = {"a": {"SEGSTREAM_WORKER_ID": "a"}, "b": {"SEGSTREAM_WORKER_ID": "b"}}
+    for name in own:
+        own[name]["SEGSTREAM_DATA_DIR"] = str(tmp_path / name)
+    a = start_worker(stream.settings, a_log, env=stream.env | own["a"])
+    b = start_worker(stream.settings, b_log, env=stream.env | own["b"])
+    try:
+        assert wait_for_log(b_log, "[^Worker]: Ready", 0, b, 120), b_log.read_text()[-3000:]
+        time.sleep(rng.uniform(1.0, 4.0))
+        b.send_signal(signal.SIGKILL)
+        b.wait()
+        time.sleep(SESSION_TIMEOUT_S + rng.uniform(0.0, 4.0))  # a takes b's partitions
+        assert a.poll() is None, a_log.read_text()[-3000:]
+        since = b_log.stat().st_size
+        b = start_worker(stream.settings, b_log, env=stream.env | own["b"])
+        assert wait_for_log(b_log, "[^Worker]: Ready", since, b, 120), b_log.read_text()[-3000:]
+        wait_caught_up(stream.settings, a, 300)
+        wait_for_segments(stream.settings, stream.profiles, timeout=300, settle=5, proc=a)
+        wait_caught_up(stream.settings, a, 300)
+    finally:
+        codes = stop_worker(a), stop_worker(b)
+    assert codes == (0, 0), a_log.read_text()[-2000:] + b_log.read_text()[-2000:]
+    print(f"{len(stream.events)} events, 2 workers, 1 kill (SIGKILL), 1 restart")
+    assert_equals_oracle(stream, topic_reader)
+
+
+def local(script: str, service: str) -> None:
+    done = subprocess.run(
+        [str(REPO / "deploy" / "local" / script), service],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def restart_server_midway(stream: Stream, log: Path, service: str, after: str) -> None:
+    """One worker; ``service`` (kafka or redis) stops a random moment after ``after``
+    appears in the worker's log, stays down a few seconds, and starts again. The worker
+    must outlive it, catch up by itself and stop cleanly."""
+    rng = chaos_rng()
+    proc = start_worker(stream.settings, log, env=stream.env)
+    try:
+        assert wait_for_log(log, after, 0, proc, 120), log.read_text()[-3000:]
+        time.sleep(rng.uniform(0.2, 4.0))
+        local("down", service)
+        time.sleep(rng.uniform(2.0, 8.0))
+        assert proc.poll() is None, log.read_text()[-3000:]
+        local("up", service)
+        wait_caught_up(stream.settings, proc, 300)
+        wait_for_segments(stream.settings, stream.profiles, timeout=300, settle=5, proc=proc)
+        wait_caught_up(stream.settings, proc, 300)
+    finally:
+        local("up", service)  # whatever happened, later tests need it
+        code = stop_worker(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def test_broker_restart_while_events_flow(
+    servers: None, tmp_path: Path, topic_reader: Reader
+) -> None:
+    """The broker stops mid-stream and starts again: the worker waits and goes on by
+    itself (no restart), and nothing is lost or counted twice."""
+    stream = produce_stream(users=500, seed=34)
+    restart_server_midway(stream, tmp_path / "worker.log", "kafka", "[^Worker]: Ready")
+    print(f"{len(stream.events)} events, 1 broker restart, 1 worker start")
+    assert_equals_oracle(stream, topic_reader)
+
+
+def test_redis_down_during_writes_holds_the_batch_until_it_returns(
+    servers: None, tmp_path: Path, topic_reader: Reader
+) -> None:
+    """Redis stops while the worker writes: the batch in hand waits (its offsets are
+    not acknowledged) and lands when Redis is back, with no manual step."""
+    stream = produce_stream(users=500, seed=35)
+    log = tmp_path / "worker.log"
+    # once it writes Redis: a model is out and users are being assigned
+    restart_server_midway(stream, log, "redis", "rescored")
+    assert "redis unavailable" in log.read_text()  # it did wait, and said so
+    print(f"{len(stream.events)} events, 1 Redis restart, 1 worker start")
+    assert_equals_oracle(stream, topic_reader)
