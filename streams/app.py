@@ -25,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
+from faust.exceptions import NotReady
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -120,7 +121,7 @@ class Runtime:
                     sent = await self.topics[topic].send(
                         key=key, value=value, value_serializer="raw" if value is None else None
                     )
-                except (KafkaError, OSError) as exc:
+                except (KafkaError, OSError, NotReady) as exc:  # NotReady: producer restarting
                     sent = asyncio.get_running_loop().create_future()
                     sent.set_exception(exc)
                 futures.append(sent)

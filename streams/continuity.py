@@ -162,20 +162,30 @@ class Broker:
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
+def describe(holes: list[Hole]) -> str:
+    """``topic[partition] first..last`` of each hole, for the log."""
+    return ", ".join(f"{h.topic}[{h.partition}] {h.start}..{h.end - 1}" for h in holes)
+
+
 def accept_stop_signals() -> None:
     """Once the worker handles SIGTERM and SIGINT itself: take the ones held back by
     ``restart``."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def restart(stage: str, holes: list[Hole]) -> None:
+def restart(stage: str, holes: list[Hole], stopping: bool = False) -> None:
     """Replace this process by a fresh worker (same command line, same pid) before the
     batch after the hole is acknowledged. Restarts less than ``RESTART_WINDOW_S`` apart
-    are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead."""
+    are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead. A worker
+    asked to stop exits 0 at once instead: the next start reads the records again."""
+    where = describe(holes)
+    if stopping:
+        log.warning("%s: records never delivered (%s) while stopping: exiting now", stage, where)
+        logging.shutdown()
+        os._exit(0)
     count, last = (int(x) for x in os.environ.get(RESTARTS_ENV, "0:0").split(":"))
     now = int(time.time())
     count = count + 1 if now - last < RESTART_WINDOW_S else 1
-    where = ", ".join(f"{h.topic}[{h.partition}] {h.start}..{h.end - 1}" for h in holes)
     if count > MAX_RESTARTS:
         log.critical(
             "%s: records never delivered (%s), %d restarts in %.0f s: exiting",

@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
 from streams.app import Pipeline
-from streams.continuity import Broker, Continuity, accept_stop_signals, delivered, restart
+from streams.continuity import Broker, Continuity, accept_stop_signals, delivered, describe, restart
 from streams.lag import Offsets, export_lag
 from streams.topics import ensure_topics
 
@@ -36,7 +36,7 @@ def build(settings: Settings) -> Pipeline:
         """Restart the process if Faust skipped records before or inside this batch."""
         holes = await c.check(delivered(events))
         if holes:
-            restart(stage, holes)
+            restart(stage, holes, stopping=app.should_stop)
 
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
         for c in seen:
@@ -81,7 +81,10 @@ def build(settings: Settings) -> Pipeline:
     async def train(stream: Any) -> None:
         c = continuity()
         async for events in stream.take_events(n, within=within):
-            await whole("trainer", c, events)
+            if holes := await c.check(delivered(events)):
+                # one latest sample per user: reading the whole topic again makes up for it
+                log.warning("trainer: records never delivered (%s); restoring", describe(holes))
+                trainer.trainer = None
             await stages.guarded("trainer", trainer.batch(events))
             stages.batch_done()
 
