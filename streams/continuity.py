@@ -30,6 +30,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.settings import Settings, kafka_client_config
+from streams.lag import Offsets
 
 log = logging.getLogger("segstream.worker")
 
@@ -111,7 +112,7 @@ class Broker:
 
     def __init__(self, settings: Settings) -> None:
         base = {**kafka_client_config(settings), "enable.auto.commit": False}
-        self.group = Consumer({**base, "group.id": settings.consumer_group})
+        self.group = Offsets(settings)
         probe_group = f"{settings.consumer_group}-probe"  # never joins: assign() only
         self.reader = Consumer(
             {**base, "group.id": probe_group, "isolation.level": "read_uncommitted"}
@@ -119,18 +120,10 @@ class Broker:
         self.lock = threading.Lock()  # agents share it; one broker read at a time
 
     def _committed(self, tps: list[TP]) -> dict[TP, int]:
+        """The group's next offset per partition (its earliest record when none is
+        committed), as the lag reader sees it."""
         with self.lock:
-            return self._committed_locked(tps)
-
-    def _committed_locked(self, tps: list[TP]) -> dict[TP, int]:
-        asked = [TopicPartition(t, p) for t, p in tps]
-        out = {}
-        for tp in self.group.committed(asked, timeout=PROBE_TIMEOUT_S):
-            offset = tp.offset
-            if offset < 0:  # none committed: the group starts at the earliest record
-                offset, _ = self.group.get_watermark_offsets(tp, timeout=PROBE_TIMEOUT_S)
-            out[(tp.topic, tp.partition)] = offset
-        return out
+            return {tp: pos.committed for tp, pos in self.group.read(tps).items()}
 
     def _holds_records(self, hole: Hole) -> bool:
         """Whether any record sits in the hole (a timeout counts as yes: restarting
