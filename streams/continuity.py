@@ -166,16 +166,17 @@ def accept_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def restart(stage: str, holes: list[Hole], stopping: bool = False) -> None:
+def restart(stage: str, holes: list[Hole], stopping: bool = False, code: int = 0) -> None:
     """Replace this process by a fresh worker (same command line, same pid) before the
     batch after the hole is acknowledged. Restarts less than ``RESTART_WINDOW_S`` apart
     are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead. A worker
-    asked to stop exits 0 at once instead: the next start reads the records again."""
+    asked to stop exits at once instead, with ``code`` (0, or 70 when it stops after a
+    crash): the next start reads the records again."""
     where = describe(holes)
     if stopping:
         log.warning("%s: records never delivered (%s) while stopping: exiting now", stage, where)
         logging.shutdown()
-        os._exit(0)
+        os._exit(code)
     count, last = (int(x) for x in os.environ.get(RESTARTS_ENV, "0:0").split(":"))
     now = int(time.time())
     count = count + 1 if now - last < RESTART_WINDOW_S else 1

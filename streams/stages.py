@@ -33,23 +33,34 @@ log = logging.getLogger("segstream.worker")
 
 
 async def guarded(stage: str, work: Awaitable[None]) -> None:
-    """Run one batch; a failure of the whole batch stops the process.
+    """Run one batch to its end; a failure of the whole batch stops the process.
 
     Bad records never get here (each is dead-lettered on its own) and unavailable
     dependencies are retried, so what is left is a bug. Faust would ack the batch
     if the exception escaped, losing it; exiting instead leaves its offsets
     uncommitted, and the restarted worker replays it.
+
+    A stop or a rebalance cancels the agent, and Faust acks the batch in hand as the
+    cancellation leaves ``take_events``, processed or not. So a cancellation waits
+    for the batch to finish and is raised after it, never in the middle.
     """
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
+    task = asyncio.ensure_future(work)
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # the batch itself is never cancelled from here
+        except asyncio.CancelledError:
+            interrupted = True
+    if not task.cancelled() and task.exception() is not None:
         log.critical(
-            "%s: a whole batch failed; exiting so that it is replayed", stage, exc_info=True
+            "%s: a whole batch failed; exiting so that it is replayed",
+            stage,
+            exc_info=task.exception(),
         )
         logging.shutdown()
         os._exit(70)
+    if interrupted or task.cancelled():
+        raise asyncio.CancelledError
 
 
 def parser_for(p: Pipeline) -> EventParser:
@@ -302,6 +313,8 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
             if p.snapshot is not snap:
                 break  # a newer one came; the loop starts over with it
             async with p.lock:
+                if p.app.should_stop:
+                    return  # the producer goes next: start nothing that cannot finish
                 fx = Effects()
                 owned = p.owned_partitions()  # a partition given away: its new owner writes
                 for key in keys[i : i + chunk]:

@@ -113,6 +113,11 @@ class TrainerStage:
         metrics.MODEL_OWNER.set(1)
         return self.trainer
 
+    async def reset(self) -> None:
+        """Restore from the topics before the next use (never while a cycle is under way)."""
+        async with self.lock:
+            self.trainer = None
+
     async def batch(self, events: list[Any]) -> None:
         async with self.lock:
             trainer = await self._trainer()

@@ -36,13 +36,28 @@ def build(settings: Settings) -> Pipeline:
         """Restart the process if Faust skipped records before or inside this batch."""
         holes = await c.check(delivered(events))
         if holes:
-            restart(stage, holes, stopping=app.should_stop)
+            restart(stage, holes, stopping=app.should_stop, code=exit_code(p))
 
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
         for c in seen:
             c.forget((tp.topic, tp.partition) for tp in revoked)
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]  # faust's stub
+
+    async def rescore_gained(_: Any, **__: Any) -> None:
+        """Tables restored after a rebalance: profiles of partitions gained may still
+        carry a model older than the one the previous owner was rescoring to."""
+        p.snapshot_changed.set()
+
+    app.on_rebalance_complete.connect(rescore_gained)  # type: ignore[arg-type]  # faust's stub
+
+    async def drain(_: Any, **__: Any) -> None:
+        """Stopping, before the producer stops: let the batch or rescore chunk in hand
+        write all its effects (a rescore starts no new chunk once the app stops)."""
+        async with p.lock:
+            pass
+
+    app.on_before_shutdown.connect(drain)  # type: ignore[arg-type]  # faust's stub
 
     def ingest_agent(source: str) -> Any:
         async def ingest(stream: Any) -> None:
@@ -84,7 +99,7 @@ def build(settings: Settings) -> Pipeline:
             if holes := await c.check(delivered(events)):
                 # one latest sample per user: reading the whole topic again makes up for it
                 log.warning("trainer: records never delivered (%s); restoring", describe(holes))
-                trainer.trainer = None
+                await trainer.reset()
             await stages.guarded("trainer", trainer.batch(events))
             stages.batch_done()
 
@@ -129,4 +144,16 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     metrics.MODEL_OWNER.set(0)
     p = build(settings)
     worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        if done.code in (0, None) and exit_code(p):
+            # Faust stops cleanly after a crash of a task or timer and exits 0; a
+            # supervisor must see the failure and start the worker again
+            raise SystemExit(exit_code(p)) from p.app.crash_reason
+        raise
+
+
+def exit_code(p: Pipeline) -> int:
+    """70 once the app has crashed (its services stop as on SIGTERM), else 0."""
+    return 70 if p.app.crash_reason is not None else 0
