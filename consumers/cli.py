@@ -545,6 +545,47 @@ def dlq_replay(
         typer.echo(f"{done.emails_removed} of them without their redacted email field")
 
 
+@app.command()
+def erase(
+    user_id: Annotated[str | None, typer.Option(help="The customer's user id.")] = None,
+    anonymous_id: Annotated[str | None, typer.Option(help="An anonymous (device) id.")] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="An email address ('-': read it from stdin); hashed, never stored."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Kept in the audit entry, e.g. a ticket id.")] = "",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a worker to confirm (0: do not wait).")
+    ] = 60.0,
+) -> None:
+    """Forget a person: their profile, everything merged into it, their segment in Redis
+    and in the compacted topics; their later events are dropped. Audited on ``audit``."""
+    from consumers.erase import request, wait_erased
+    from models.erasure import subject
+
+    s = settings()
+    if email == "-":
+        email = sys.stdin.readline().strip()
+    try:
+        alias = subject(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            email=email,
+            email_key=s.email_hash_key.get_secret_value().encode(),
+        )
+    except ValueError as exc:
+        raise fail(exc, 2) from None
+    try:
+        done = request(s, alias, reason)
+        typer.echo(f"erasure of {alias} recorded; its later events are dropped")
+        if wait > 0:
+            entries = wait_erased(s, done, wait)
+            found = sum(1 for e in entries if (e.detail or {}).get("found"))
+            typer.echo(f"erased by the worker: {found} profiles held data")
+    except (SegstreamError, RuntimeError, TimeoutError) as exc:
+        raise fail(exc) from None
+
+
 @app.command("rebuild-redis")
 def rebuild_redis() -> None:
     """Write the live view again from Kafka: users from the compacted segments topic, merge

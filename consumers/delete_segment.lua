@@ -1,6 +1,7 @@
 -- Remove a user from the live view (merged into another profile, or erased).
 -- KEYS[1] user record, KEYS[2] features, KEYS[3] alias pointer
--- ARGV[1] members key prefix, ARGV[2] profile key, ARGV[3] profile it was merged into ('' = none),
+-- ARGV[1] members key prefix, ARGV[2] profile key, ARGV[3] profile it was merged into ('' = erased:
+-- no pointer either),
 -- ARGV[4] health key prefix (the user's r, k, a leave their segment's sums)
 local cur = redis.call('HMGET', KEYS[1], 's', 'r', 'k', 'a')
 if cur[1] then
@@ -18,5 +19,5 @@ if cur[1] then
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) else redis.call('DEL', KEYS[3]) end  -- erased: no pointer either
 return 1

@@ -5,7 +5,11 @@ Records on the ``events`` topic are keyed by profile key and come in three kinds
 * ``event``: fold the event into the profile (skipped when already applied);
 * ``merge`` (sent by identity stitching, keyed by the profile that goes away):
   mark the profile as merged and send its whole state to the surviving one;
-* ``absorb`` (keyed by the survivor): add the other profile's state, once.
+* ``absorb`` (keyed by the survivor): add the other profile's state, once;
+* ``linked`` (keyed by the survivor): an alias with no state of its own was merged into
+  it; only its key is kept (in ``absorbed``);
+* ``erase`` (see ``models.erasure``): delete the profile, and send the command on to the
+  profiles linked to it.
 
 A profile that was merged keeps its state and ``merged_into``, so late events
 and repeated merges are forwarded rather than lost. Every step is idempotent:
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from models import erasure
 from models.features import DEDUPE_WINDOW, Profile, apply, merge, new_profile
 from models.identity import Out
 from models.segments import Snapshot
@@ -31,6 +36,7 @@ class Step:
     state: Profile | None
     outs: list[Out]
     gone: bool = False  # merged away: leave the live view, point lookups to the survivor
+    erased: bool = False  # delete the state, the live view and the compacted records
 
 
 def handle(
@@ -43,6 +49,12 @@ def handle(
     window: int = DEDUPE_WINDOW,
 ) -> Step:
     kind = record["k"]
+    if kind == "erase":
+        if state is None:
+            return Step(None, [], erased=True)  # nothing left to follow: the cascade ends
+        return Step(
+            None, erasure.at_profile(state.merged_into, state.absorbed, key, record), erased=True
+        )
     if state is not None and state.merged_into and kind != "merge":
         return Step(None, [Out("events", state.merged_into, record)])
     if kind == "event":
@@ -57,8 +69,10 @@ def handle(
         return Step(None if updated is current and state is not None else updated, [])
     if kind == "merge":
         into = record["into"]
-        if state is None:  # nothing yet: leave a forwarding marker for events in flight
-            return Step(replace(new_profile(key), merged_into=into), [], gone=True)
+        if state is None:  # nothing yet: leave a forwarding marker for events in flight,
+            # and tell the survivor, so that an erasure of the person finds this alias too
+            linked = Out("events", into, {"k": "linked", "from": key})
+            return Step(replace(new_profile(key), merged_into=into), [linked], gone=True)
         if state.merged_into not in (None, into):
             return Step(None, [])  # merged elsewhere first; first link wins
         absorb = Out("events", into, {"k": "absorb", "from": key, "state": state.to_dict()})
@@ -71,6 +85,12 @@ def handle(
             return Step(None, [])
         other = replace(other, merged_into=None, segment=None)
         return Step(merge(current, other, window=window), [])
+    if kind == "linked":
+        current = state or new_profile(key)
+        if record["from"] in current.absorbed or record["from"] == key:
+            return Step(None, [])
+        absorbed = [*current.absorbed, record["from"]]
+        return Step(replace(current, absorbed=absorbed), [])
     raise ValueError(f"unknown record kind {kind!r}")
 
 

@@ -1,4 +1,5 @@
-"""Records segstream writes: the ``segments``, ``segment-changes`` and ``dlq`` topics.
+"""Records segstream writes: the ``segments``, ``segment-changes``, ``dlq``, ``erasures``
+and ``audit`` topics.
 
 These are public API (see README, "Topics"); change them only on purpose.
 """
@@ -133,3 +134,50 @@ class DeadLetter:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A person to forget. Value of the compacted ``erasures`` topic, key = ``alias``.
+
+    The topic is also the suppression list: every worker drops later events, links and
+    merges of an alias it holds. ``alias`` is ``u:<user id>``, ``a:<anonymous id>`` or
+    ``e:<keyed email hash>``, never a raw email. ``via`` is set on aliases found while
+    erasing another one (a profile that had been merged into the erased customer).
+    """
+
+    alias: str
+    requested_ms: int
+    reason: str = ""
+    via: str | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Erasure:
+        d = orjson.loads(raw)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """What segstream did about a person's data. Value of ``audit``, key = ``alias``.
+
+    ``action`` is ``erase-requested`` (written by ``segstream erase``) or ``erased``
+    (written by the worker once the profile's state, view and records are gone).
+    """
+
+    action: str
+    alias: str
+    at_ms: int
+    profile: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AuditEntry:
+        return cls(**orjson.loads(raw))

@@ -218,6 +218,8 @@ TOPICS = (
     "segment-changes",
     "dlq",
     "retargeting",
+    "erasures",
+    "audit",
 )
 
 

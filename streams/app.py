@@ -40,6 +40,7 @@ from streams import metrics
 
 log = logging.getLogger("segstream.worker")
 RETRY_MAX_S = 5.0
+SINGLE_PARTITION = ("training", "model", "erasures", "audit")
 
 
 def faust_broker_credentials(settings: Settings) -> Any:
@@ -99,7 +100,7 @@ class Runtime:
                 value_type=bytes,
                 key_serializer="raw",
                 value_serializer="raw",
-                partitions=1 if name in ("training", "model") else s.partitions,
+                partitions=1 if name in SINGLE_PARTITION else s.partitions,
             )
             for name in TOPICS
         }
@@ -250,3 +251,5 @@ class Pipeline(Runtime):
         self.snapshot: Snapshot | None = None
         self.snapshot_changed = asyncio.Event()
         self.watermark_ms = 0
+        self.erased: set[str] = set()  # aliases of erased people (the ``erasures`` topic)
+        self.erasures_loaded = asyncio.Event()  # set once the whole topic has been read

@@ -31,6 +31,12 @@ IDENTITY_CONFLICTS = Counter(
     "segstream_identity_conflicts_total",
     "Links refused because the alias belongs to another customer",
 )
+SUPPRESSED = Counter(
+    "segstream_suppressed_total",
+    "Records dropped because their person was erased (segstream erase)",
+    ["stage"],
+)
+ERASED = Counter("segstream_erased_profiles_total", "Profiles deleted by an erasure")
 ASSIGN_ERRORS = Counter("segstream_assign_errors_total", "Segment assignments that failed")
 SEGMENT_CHANGES = Counter("segstream_segment_changes_total", "Users who changed segment")
 REDIS_WRITES = Counter("segstream_redis_writes_total", "Segment records written to Redis")

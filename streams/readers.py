@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -56,8 +56,15 @@ async def read_all(
         await _stop(consumer)
 
 
-async def follow(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes, bytes | None]]:
-    """The latest record of a one-partition compacted topic, then every new one, forever."""
+async def follow(
+    settings: Settings,
+    topic: str,
+    from_start: bool = False,
+    caught_up: Callable[[], None] | None = None,
+) -> AsyncIterator[tuple[bytes, bytes | None]]:
+    """The latest record of a one-partition compacted topic (every record, ``from_start``),
+    then every new one, forever. ``caught_up`` is called once the records the topic held
+    at the start have been yielded."""
     consumer = AIOKafkaConsumer(
         group_id=None, enable_auto_commit=False, **aiokafka_config(settings)
     )
@@ -66,11 +73,14 @@ async def follow(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes, b
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        if end > 0:
+        if end > 0 and not from_start:
             consumer.seek(tp, end - 1)
         else:
             await consumer.seek_to_beginning(tp)
         while True:
+            if caught_up is not None and await consumer.position(tp) >= end:
+                caught_up()
+                caught_up = None
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for msgs in batch.values():
                 for m in msgs:

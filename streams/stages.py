@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from models import checkpoint
+from models import checkpoint, erasure
 from models.features import Profile
 from models.health import value_of
 from models.identity import link, resolve, route
 from models.profiles import assign, handle
 from schemas.parse import EventParser, Rejection
-from schemas.records import SegmentChange, SegmentRecord
+from schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
 from streams import metrics
 from streams.app import Pipeline
 from streams.readers import follow
@@ -78,6 +78,7 @@ def parser_for(p: Pipeline) -> EventParser:
 
 async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: list[Any]) -> None:
     """Edge: validate, dead-letter what is bad, route the rest by identity."""
+    await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     records: list[tuple[str, bytes | None, bytes | None]] = []
     for ev in events:
@@ -88,7 +89,11 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
                 continue
             metrics.EVENTS.labels(source, metrics.event_type_label(parsed.type)).inc()
             parsed = replace(parsed, ingest_ms=int(ev.message.timestamp * 1000))
-            records.extend(p.out_record(o) for o in route(parsed))
+            outs = route(parsed)
+            if outs[0].key in p.erased:  # the person it belongs to was erased
+                metrics.SUPPRESSED.labels("edge").inc()
+                continue
+            records.extend(p.out_record(o) for o in outs)
         except Exception as exc:  # a bug must not stop the partition: dead-letter it
             log.exception(
                 "edge failed on %s/%s@%s", ev.message.topic, ev.message.partition, ev.message.offset
@@ -100,6 +105,7 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
 
 async def identity_batch(p: Pipeline, events: list[Any]) -> None:
     """Resolve aliases to profiles and record links (table ``aliases``)."""
+    await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     local: dict[bytes, bytes | None] = {}
     changed: dict[bytes, bytes | None] = {}
@@ -112,7 +118,15 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
                 local[key] = p.aliases.data.get(key)
             current = local[key]
             entry = current.decode() if current else None
-            if value["k"] == "event":
+            if erasure.suppressed(value, key.decode(), p.erased):
+                metrics.SUPPRESSED.labels("identity").inc()
+                continue
+            if value["k"] == "erase":
+                outs = erasure.at_identity(entry, key.decode(), value)
+                p.erased.add(key.decode())
+                if current is not None:
+                    local[key] = changed[key] = None  # the alias's link goes
+            elif value["k"] == "event":
                 outs = resolve(entry, key.decode(), value["e"])
             elif value["k"] == "link":
                 result = link(entry, key.decode(), value["to"])
@@ -195,6 +209,31 @@ def segment_effects(
     return updated, change is not None
 
 
+def erase_effects(
+    p: Pipeline, key: bytes, state: Profile | None, record: dict[str, Any], fx: Effects
+) -> None:
+    """An erased profile: out of the table, the live view and the compacted topics, with
+    an audit entry (also when nothing was held, for the alias a request named)."""
+    profile = key.decode()
+    p.erased.add(profile)  # at once: records in flight behind the command are dropped
+    fx.table[key] = None
+    fx.deletes.append((profile, None))
+    fx.records += [("segments", key, None), ("training", key, None)]
+    if state is None and (record.get("cascade") or profile != record["alias"]):
+        return  # a cascade reaching what is already gone: nothing to report
+    if state is not None:
+        metrics.ERASED.inc()
+    detail = {
+        "request": record["alias"],
+        "found": state is not None,
+        "merged_into": state.merged_into if state else None,
+        "linked_profiles": len(state.absorbed) if state else 0,
+        "deleted": ["profiles table", "redis view", "segments topic", "training topic"],
+    }
+    entry = AuditEntry("erased", profile, int(time.time() * 1000), profile, detail)
+    fx.records.append(("audit", key, entry.to_json()))
+
+
 async def apply_effects(p: Pipeline, fx: Effects) -> None:
     """Make a batch's effects durable, before its input offsets are acknowledged.
 
@@ -217,6 +256,7 @@ async def apply_effects(p: Pipeline, fx: Effects) -> None:
 
 async def profile_batch(p: Pipeline, events: list[Any]) -> None:
     """Fold events into profiles (table ``profiles``), assign segments, write the view."""
+    await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     window = p.settings.dedupe_window
     async with p.lock:
@@ -231,6 +271,9 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                 record = orjson.loads(m.value)
                 if record["k"] == "event":
                     stamps.append((record["e"]["ts_ms"], record["e"].get("ingest_ms")))
+                if erasure.suppressed(record, key.decode(), p.erased):
+                    metrics.SUPPRESSED.labels("profiles").inc()
+                    continue
                 if key not in local:
                     local[key] = load_profile(p, key)
                 step = handle(
@@ -241,6 +284,12 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                     offset=m.offset,
                     window=window,
                 )
+                if step.erased:
+                    erase_effects(p, key, local[key], record, fx)
+                    local[key] = None
+                    dirty.pop(key, None)
+                    fx.records.extend(p.out_record(o) for o in step.outs)
+                    continue
                 if step.state is None and record["k"] == "event" and not step.outs:
                     metrics.DUPLICATES.inc()
                 if step.state is not None:
@@ -269,6 +318,8 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                 if gone:
                     fx.deletes.append((state.key, state.merged_into))
                     fx.records += [("segments", key, None), ("training", key, None)]
+            elif state.events == 0:
+                pass  # only linked aliases so far (``linked``): nothing to segment yet
             else:
                 raw = p.space.raw(state, now)  # once: training sample, vector, record
                 fx.records.append(("training", key, orjson.dumps({"raw": raw, "as_of": now})))
@@ -321,7 +372,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
                     if p.partition_of(key) not in owned:
                         continue
                     state = load_profile(p, key)
-                    if state is None or state.merged_into:
+                    if state is None or state.merged_into or state.events == 0:
                         continue
                     if snap is None or state.segment_version == snap.version:
                         continue
@@ -358,3 +409,31 @@ async def follow_model(p: Pipeline) -> None:
             metrics.MODEL_VERSION.set(snap.version)
             metrics.SEGMENTS.set(len(snap.segments))
             p.snapshot_changed.set()
+
+
+async def dispatch_erasures(p: Pipeline, events: list[Any]) -> None:
+    """The ``erasures`` agent: each new request becomes an erase command at its alias's
+    identity partition (a lifted one, a tombstone, only leaves the suppression list)."""
+    records = []
+    for ev in events:
+        m = ev.message
+        if m.value is None or m.key is None:
+            continue
+        try:
+            e = Erasure.from_json(m.value)
+        except Exception as exc:
+            records.append(p.dead_letter(ev, "malformed_erasure", type(exc).__name__, "erasures"))
+            continue
+        p.erased.add(e.alias)
+        records.append(p.out_record(erasure.dispatch(e)))
+    await p.send(records)
+
+
+async def follow_erasures(p: Pipeline) -> None:
+    """Keep ``p.erased`` equal to the ``erasures`` topic; stages wait for the first read."""
+    erasures = p.settings.topic("erasures")
+    async for key, value in follow(p.settings, erasures, True, p.erasures_loaded.set):
+        if value is None:
+            p.erased.discard(key.decode())
+        else:
+            p.erased.add(key.decode())

@@ -12,6 +12,8 @@ topic                 partitions  cleanup      key → value
 ``{ns}.segment-changes`` N        delete       profile → SegmentChange
 ``{ns}.dlq``          N           delete       source key → DeadLetter
 ``{ns}.retargeting``  N           delete       profile → Trigger (deterministic id)
+``{ns}.erasures``     1           compact      alias → Erasure (suppression list, kept)
+``{ns}.audit``        1           delete, ∞    alias → AuditEntry (kept forever)
 ====================  ==========  ===========  =========================================
 """
 
@@ -48,6 +50,8 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t("segment-changes"), n),
         TopicSpec(t("dlq"), n),
         TopicSpec(t("retargeting"), n),
+        TopicSpec(t("erasures"), 1, {**COMPACT, "retention.ms": "-1"}),
+        TopicSpec(t("audit"), 1, {"retention.ms": "-1"}),
     ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -16,6 +18,7 @@ from streams.lag import Offsets, export_lag
 from streams.topics import ensure_topics
 
 log = logging.getLogger("segstream.worker")
+Work = Callable[[list[Any]], Awaitable[None]]
 LAG_EVERY_S = 5.0
 
 
@@ -59,35 +62,29 @@ def build(settings: Settings) -> Pipeline:
 
     app.on_before_shutdown.connect(drain)  # type: ignore[arg-type]  # faust's stub
 
-    def ingest_agent(source: str) -> Any:
-        async def ingest(stream: Any) -> None:
+    def batch_agent(topic: str, name: str, stage: str, work: Work) -> None:
+        """An agent that checks each batch for holes and runs ``work`` on it, whole."""
+
+        async def agent(stream: Any) -> None:
             c = continuity()
             async for events in stream.take_events(n, within=within):
-                await whole("edge", c, events)
-                await stages.guarded("edge", stages.ingest_batch(p, parser, source, events))
+                await whole(stage, c, events)
+                await stages.guarded(stage, work(events))
                 stages.batch_done()
 
-        ingest.__name__ = f"ingest_{source}"
-        return app.agent(p.topics[source], name=f"ingest-{source}", concurrency=1)(ingest)
+        agent.__name__ = name.replace("-", "_")
+        app.agent(p.topics[topic], name=name, concurrency=1)(agent)
 
     for source in SOURCES:
-        ingest_agent(source)
-
-    @app.agent(p.topics["identity"], name="identity", concurrency=1)
-    async def identity(stream: Any) -> None:
-        c = continuity()
-        async for events in stream.take_events(n, within=within):
-            await whole("identity", c, events)
-            await stages.guarded("identity", stages.identity_batch(p, events))
-            stages.batch_done()
-
-    @app.agent(p.topics["events"], name="profiles", concurrency=1)
-    async def profiles(stream: Any) -> None:
-        c = continuity()
-        async for events in stream.take_events(n, within=within):
-            await whole("profiles", c, events)
-            await stages.guarded("profiles", stages.profile_batch(p, events))
-            stages.batch_done()
+        batch_agent(
+            source,
+            f"ingest-{source}",
+            "edge",
+            partial(stages.ingest_batch, p, parser, source),
+        )
+    batch_agent("identity", "identity", "identity", partial(stages.identity_batch, p))
+    batch_agent("events", "profiles", "profiles", partial(stages.profile_batch, p))
+    batch_agent("erasures", "erasures", "erasures", partial(stages.dispatch_erasures, p))
 
     offsets = Offsets(settings)
     trainer = training.TrainerStage(p, offsets)
@@ -124,6 +121,10 @@ def build(settings: Settings) -> Pipeline:
     @app.task
     async def follow_model() -> None:
         await p.kafka_retry(stages.follow_model, p)  # starts again after an outage
+
+    @app.task
+    async def follow_erasures() -> None:
+        await p.kafka_retry(stages.follow_erasures, p)
 
     @app.task
     async def rescore() -> None:

@@ -200,11 +200,6 @@ def test_kill_9_at_random_points_loses_and_double_counts_nothing(
     assert_equals_oracle(stream, topic_reader)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (#5): a graceful stop lost one ad event each for 19 of 500 users in "
-    "one CI run of five; under investigation, see docs/failure-semantics.md",
-)
 def test_sigterm_mid_batch_completes_or_replays_the_work(
     servers: None, tmp_path: Path, topic_reader: Reader
 ) -> None:

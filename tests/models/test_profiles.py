@@ -79,7 +79,7 @@ def test_unknown_record_kind():
 
 def test_merge_of_a_missing_profile_leaves_a_forwarding_marker():
     step = handle(None, "a:a1", {"k": "merge", "into": "u:c1"})
-    assert step.outs == []
+    assert step.outs == [Out("events", "u:c1", {"k": "linked", "from": "a:a1"})]
     assert step.state is not None
     assert step.state.merged_into == "u:c1"
     assert step.state.events == 0

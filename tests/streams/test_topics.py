@@ -9,8 +9,9 @@ import pytest
 from schemas.settings import TOPICS, Settings
 from streams.topics import TopicSpec, specs
 
-COMPACTED = {"training", "model", "segments"}
-SINGLE_PARTITION = {"training", "model"}
+COMPACTED = {"training", "model", "segments", "erasures"}
+SINGLE_PARTITION = {"training", "model", "erasures", "audit"}
+KEPT_FOREVER = {"erasures", "audit"}
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +39,7 @@ def test_every_topic_has_a_spec_under_the_namespace(namespace, partitions):
     assert set(names) == {s.topic(t) for t in TOPICS}
 
 
-def test_compacted_topics_are_exactly_training_model_and_segments():
+def test_compacted_topics_are_exactly_training_model_segments_and_erasures():
     s = Settings(namespace="shop", partitions=6)
     compacted = {
         name
@@ -53,6 +54,11 @@ def test_other_topics_keep_the_default_delete_policy():
     for name, spec in by_logical_name(s).items():
         if name not in COMPACTED:
             assert spec.config.get("cleanup.policy", "delete") == "delete", name
+
+
+def test_erasures_and_the_audit_trail_never_expire():
+    for name, spec in by_logical_name(Settings(namespace="shop")).items():
+        assert (spec.config.get("retention.ms") == "-1") == (name in KEPT_FOREVER), name
 
 
 @pytest.mark.parametrize("partitions", [1, 3, 12])
