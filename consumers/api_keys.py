@@ -12,6 +12,10 @@ buckets in the API process: with N API processes a key can make N times its rate
 
 Management (``segstream keys``) uses the admin ``SEGSTREAM_REDIS_URL``; the API
 only reads, so its own Redis user (``SEGSTREAM_API_REDIS_URL``) can be read-only.
+
+Redis is a view here too: every created key's record (under its digest) and every
+revocation (a tombstone) also goes to the compacted ``api-keys`` topic, from which
+``segstream rebuild-redis`` restores the hash.
 """
 
 from __future__ import annotations
@@ -167,13 +171,70 @@ def list_keys(client: redis.Redis, settings: Settings) -> list[ApiKey]:
     )
 
 
-def revoke_key(client: redis.Redis, settings: Settings, name: str) -> int:
-    """Delete the keys named ``name``; returns how many there were."""
+def keys_named(client: redis.Redis, settings: Settings, name: str) -> list[str]:
+    """The digests of the keys named ``name``."""
+    return [
+        d for d, k in parse_keys(client.hgetall(apikeys_key(settings))).items() if k.name == name
+    ]
+
+
+def revoke_key(client: redis.Redis, settings: Settings, name: str) -> list[str]:
+    """Delete the keys named ``name``; returns their digests (none: no such key)."""
+    digests = keys_named(client, settings, name)
+    if digests:
+        client.hdel(apikeys_key(settings), *digests)
+    return digests
+
+
+# ------------------------------------------------- the authoritative copy (Kafka)
+def publish_keys(settings: Settings, records: Mapping[str, ApiKey | None]) -> None:
+    """Write ``{digest: record}`` to the compacted ``api-keys`` topic (None: revoked) and
+    wait for the broker; raises RuntimeError when it does not take them."""
+    from streams.produce import producer
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    prod = producer(settings)
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    topic = settings.topic("api-keys")
+    for digest, record in records.items():
+        value = record.to_json() if record is not None else None
+        prod.produce(topic, key=digest.encode(), value=value, on_delivery=delivered)
+    left = prod.flush(30)
+    if errors or left:
+        raise RuntimeError(f"the API key change was not recorded in Kafka: {errors or 'timeout'}")
+
+
+def stored_keys(settings: Settings) -> dict[str, ApiKey | None]:
+    """The latest record per digest on ``api-keys`` (None: revoked)."""
+    from consumers.exports import read
+
+    out: dict[str, ApiKey | None] = {}
+    for key, value in read(settings, settings.topic("api-keys")):
+        if key is not None:
+            out[key.decode()] = ApiKey.from_json(value) if value else None
+    return out
+
+
+def restore_keys(client: redis.Redis, settings: Settings) -> int:
+    """Make the Redis hash hold what ``api-keys`` holds (revoked keys are removed, keys
+    made before the topic existed are kept); returns how many keys it holds now."""
     hkey = apikeys_key(settings)
-    digests = [d for d, k in parse_keys(client.hgetall(hkey)).items() if k.name == name]
-    if not digests:
-        return 0
-    return int(client.hdel(hkey, *digests))
+    records = stored_keys(settings)
+    live = {d: r.to_json() for d, r in records.items() if r is not None}
+    revoked = [d for d, r in records.items() if r is None]
+    pipe = client.pipeline(transaction=True)
+    if live:
+        pipe.hset(hkey, mapping=live)  # type: ignore[arg-type]  # redis-py's mapping stub
+    if revoked:
+        pipe.hdel(hkey, *revoked)
+    pipe.hlen(hkey)
+    return int(pipe.execute()[-1])
 
 
 # -------------------------------------------------------------- API process

@@ -347,12 +347,24 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="Unique name, used to revoke it.")] = None,
 ) -> None:
     """Create a key and print it (only this once: Redis keeps its SHA-256 alone)."""
-    from consumers.api_keys import admin_client, create_key
+    from consumers.api_keys import (
+        admin_client,
+        apikeys_key,
+        create_key,
+        hash_key,
+        publish_keys,
+    )
 
     s = settings()
     try:
-        key, record = create_key(admin_client(s), s, scope, rate, name)
+        client = admin_client(s)
+        key, record = create_key(client, s, scope, rate, name)
     except SegstreamError as exc:
+        raise fail(exc) from None
+    try:
+        publish_keys(s, {hash_key(key): record})
+    except (SegstreamError, RuntimeError) as exc:
+        client.hdel(apikeys_key(s), hash_key(key))  # not durable: not usable either
         raise fail(exc) from None
     typer.echo(key)
     err.print(
@@ -399,15 +411,21 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Delete a key; running APIs refuse it within SEGSTREAM_API_KEY_CACHE_S seconds."""
-    from consumers.api_keys import admin_client, revoke_key
+    from consumers.api_keys import admin_client, keys_named, publish_keys, revoke_key
 
     s = settings()
     try:
-        n = revoke_key(admin_client(s), s, name)
+        client = admin_client(s)
+        digests = keys_named(client, s, name)
     except SegstreamError as exc:
         raise fail(exc) from None
-    if not n:
+    if not digests:
         raise fail(LookupError(f"no key named {name!r} (see `segstream keys list`)"))
+    try:
+        publish_keys(s, dict.fromkeys(digests))  # first: a rebuild must never bring it back
+        revoke_key(client, s, name)
+    except (SegstreamError, RuntimeError) as exc:
+        raise fail(exc) from None
     err.print(f"revoked key {name!r}")
 
 
@@ -589,8 +607,9 @@ def erase(
 @app.command("rebuild-redis")
 def rebuild_redis() -> None:
     """Write the live view again from Kafka: users from the compacted segments topic, merge
-    pointers from the profiles changelog, the catalog from the latest model. Safe beside a
-    running worker (writes never move a user back in time)."""
+    pointers from the profiles changelog, the catalog from the latest model, API keys from
+    the api-keys topic. Safe beside a running worker (writes never move a user back in
+    time)."""
     from consumers.rebuild import rebuild
 
     try:
@@ -599,7 +618,7 @@ def rebuild_redis() -> None:
         raise fail(exc) from None
     typer.echo(
         f"rebuilt {done.records} users ({done.written} written, the rest already current), "
-        f"{done.pointers} merge pointers, model v{done.model_version}"
+        f"{done.pointers} merge pointers, model v{done.model_version}, {done.api_keys} API keys"
     )
 
 

@@ -9,10 +9,12 @@ writes back, from Kafka alone:
   per-segment health sums come out exact;
 * the merge pointers (``alias:``) from the worker's ``profiles`` changelog (a merged
   profile keeps its state there, with ``merged_into``);
-* the segment catalog from the latest model checkpoint.
+* the segment catalog from the latest model checkpoint;
+* the API keys (their digests and records) from the compacted ``api-keys`` topic;
+  revoked keys are removed.
 
-Not rebuilt: API keys (create them again with ``segstream keys``) and the report's
-history stream (it fills again as the model cycles).
+Not rebuilt: the report's history stream (it fills again as the model cycles), and
+API keys created before the ``api-keys`` topic existed (they are kept, not restored).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
+from consumers.api_keys import admin_client, restore_keys
 from consumers.exports import latest_segments, read
 from consumers.redis_view import SegmentWriter
 from models import checkpoint
@@ -42,6 +45,7 @@ class Rebuilt:
     written: int  # of which Redis did not hold a newer one
     pointers: int
     model_version: int | None
+    api_keys: int  # keys the hash holds after the rebuild
 
 
 def merge_pointers(settings: Settings) -> dict[str, str]:
@@ -114,4 +118,5 @@ def rebuild(settings: Settings) -> Rebuilt:
     pointers = merge_pointers(settings)
     model = _latest_model(settings)
     written = asyncio.run(_write(settings, records, pointers, model))
-    return Rebuilt(len(records), written, len(pointers), model.version if model else None)
+    keys = restore_keys(admin_client(settings), settings)
+    return Rebuilt(len(records), written, len(pointers), model.version if model else None, keys)

@@ -220,6 +220,7 @@ TOPICS = (
     "retargeting",
     "erasures",
     "audit",
+    "api-keys",
 )
 
 

@@ -40,7 +40,7 @@ from streams import metrics
 
 log = logging.getLogger("segstream.worker")
 RETRY_MAX_S = 5.0
-SINGLE_PARTITION = ("training", "model", "erasures", "audit")
+SINGLE_PARTITION = ("training", "model", "erasures", "audit", "api-keys")
 
 
 def faust_broker_credentials(settings: Settings) -> Any:

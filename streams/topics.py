@@ -14,6 +14,7 @@ topic                 partitions  cleanup      key → value
 ``{ns}.retargeting``  N           delete       profile → Trigger (deterministic id)
 ``{ns}.erasures``     1           compact      alias → Erasure (suppression list, kept)
 ``{ns}.audit``        1           delete, ∞    alias → AuditEntry (kept forever)
+``{ns}.api-keys``     1           compact      key digest → ApiKey (revoked: tombstone)
 ====================  ==========  ===========  =========================================
 """
 
@@ -52,6 +53,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t("retargeting"), n),
         TopicSpec(t("erasures"), 1, {**COMPACT, "retention.ms": "-1"}),
         TopicSpec(t("audit"), 1, {"retention.ms": "-1"}),
+        TopicSpec(t("api-keys"), 1, {**COMPACT, "retention.ms": "-1"}),
     ]
 
 

@@ -72,7 +72,7 @@ def build(settings: Settings) -> Pipeline:
                 await stages.guarded(stage, work(events))
                 stages.batch_done()
 
-        agent.__name__ = name.replace("-", "_")
+        agent.__name__ = agent.__qualname__ = name.replace("-", "_")  # Faust's log label
         app.agent(p.topics[topic], name=name, concurrency=1)(agent)
 
     for source in SOURCES:

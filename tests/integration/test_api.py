@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 from consumers.api import Runtime, create_app
 from consumers.api_keys import apikeys_key, create_key, revoke_key
 from consumers.cli import app as cli_app
+from consumers.exports import read
 from consumers.redis_view import Keys, SegmentWriter
 from schemas.records import SegmentRecord
 from schemas.settings import Settings
@@ -567,7 +568,7 @@ async def test_revocation_and_new_keys_take_effect_within_the_cache_ttl(make_set
     clock = FakeClock()
     async with serve(s, clock) as (c, _):
         assert (await c.get("/v1/segments", headers=bearer(old))).status_code == 200
-        assert revoke_key(admin(s), s, "old") == 1
+        assert len(revoke_key(admin(s), s, "old")) == 1
         fresh = new_key(s, name="fresh")
         clock.advance(4.0)
         assert (await c.get("/v1/segments", headers=bearer(old))).status_code == 200  # cached
@@ -836,3 +837,26 @@ def test_segstream_api_serves_over_http(cli_env, tmp_path, api_server):
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert api.proc.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete" in log.read_text()
+
+
+def test_api_keys_come_back_with_rebuild_redis_and_revoked_ones_do_not(cli_env):
+    s = cli_env
+    runner = CliRunner()
+    made = {}
+    for name in ("keep", "drop"):
+        result = runner.invoke(
+            cli_app, ["keys", "create", "--scope", "segments:read", "--name", name]
+        )
+        assert result.exit_code == 0, result.output
+        made[name] = hashlib.sha256(result.stdout.strip().encode()).hexdigest()
+    assert runner.invoke(cli_app, ["keys", "revoke", "drop"]).exit_code == 0
+    stored = {k.decode(): v for k, v in read(s, s.topic("api-keys")) if k}
+    assert stored[made["keep"]] is not None and stored[made["drop"]] is None  # tombstone
+    before = admin(s).hgetall(apikeys_key(s))
+    assert list(before) == [made["keep"].encode()]
+
+    admin(s).delete(apikeys_key(s))  # Redis lost its keys
+    done = runner.invoke(cli_app, ["rebuild-redis"])
+    assert done.exit_code == 0, done.output
+    assert "1 API keys" in done.stdout
+    assert admin(s).hgetall(apikeys_key(s)) == before  # the revoked key stays revoked

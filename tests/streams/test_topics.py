@@ -9,9 +9,9 @@ import pytest
 from schemas.settings import TOPICS, Settings
 from streams.topics import TopicSpec, specs
 
-COMPACTED = {"training", "model", "segments", "erasures"}
-SINGLE_PARTITION = {"training", "model", "erasures", "audit"}
-KEPT_FOREVER = {"erasures", "audit"}
+COMPACTED = {"training", "model", "segments", "erasures", "api-keys"}
+SINGLE_PARTITION = {"training", "model", "erasures", "audit", "api-keys"}
+KEPT_FOREVER = {"erasures", "audit", "api-keys"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def test_every_topic_has_a_spec_under_the_namespace(namespace, partitions):
     assert set(names) == {s.topic(t) for t in TOPICS}
 
 
-def test_compacted_topics_are_exactly_training_model_segments_and_erasures():
+def test_compacted_topics_are_the_authoritative_copies():
     s = Settings(namespace="shop", partitions=6)
     compacted = {
         name
