@@ -604,6 +604,23 @@ def erase(
         raise fail(exc) from None
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="About 50,000 events.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+    users: Annotated[int | None, typer.Option(help="Users to generate (default 4,000).")] = None,
+) -> None:
+    """Measure throughput against the configured Kafka and Redis (bench/throughput.py):
+    one worker end to end beside a consume-only Faust app and a plain consume loop."""
+    script = REPO / "bench" / "throughput.py"
+    if not script.exists():
+        raise fail(FileNotFoundError(f"{script}: run from a source checkout"))
+    args = [sys.executable, str(script)] + (["--quick"] if quick else [])
+    args += ["--json", str(json_out)] if json_out else []
+    args += ["--users", str(users)] if users else []
+    raise typer.Exit(subprocess.run(args, check=False).returncode)  # noqa: S603 (our script)
+
+
 @app.command("rebuild-redis")
 def rebuild_redis() -> None:
     """Write the live view again from Kafka: users from the compacted segments topic, merge

@@ -358,6 +358,8 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
         await p.snapshot_changed.wait()
         p.snapshot_changed.clear()
         snap = p.snapshot
+        if snap is None:
+            continue  # no model yet (a rebalance before the first one): nothing to assign
         keys = list(p.profiles.data.keys())
         moved = 0
         for i in range(0, len(keys), chunk):
@@ -374,7 +376,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
                     state = load_profile(p, key)
                     if state is None or state.merged_into or state.events == 0:
                         continue
-                    if snap is None or state.segment_version == snap.version:
+                    if state.segment_version == snap.version:
                         continue
                     after, changed = segment_effects(
                         p, key, state, p.space.raw(state, p.watermark_ms), fx
@@ -386,7 +388,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
         log.info(
             "rescored %d profiles with model v%s (%d moved)",
             len(keys),
-            snap.version if snap else None,
+            snap.version,
             moved,
         )
 

@@ -1,0 +1,217 @@
+"""One worker's end-to-end throughput beside what Kafka and Faust allow, in one run.
+
+It produces the synthetic stream to a fresh namespace, then reads the same source
+topics three ways, one after another on the same machine:
+
+1. ``raw_consume_eps``: a plain confluent-kafka consume-and-parse loop (the edge's own
+   ``EventParser``) in this process: the practical ceiling for Python;
+2. ``faust_consume_only_eps``: ``bench/faust_consume.py``, a Faust app with the
+   worker's settings whose agents only take batches: the engine's own cost;
+3. ``throughput_eps``: ``segstream worker``, from the source topics through identity,
+   features, clustering, Redis and the output topics, until its group has committed
+   every record of every input (sources, ``identity``, ``events``).
+   ``eps_per_worker_cpu`` divides the events by the worker process's CPU seconds
+   (``/proc``), which stays comparable while the broker and Redis share the machine.
+
+Each phase is timed from its process's start of work (the first record for 1 and 2,
+the worker's ``Ready`` for 3) to its end, so the figures include no start-up.
+
+    python bench/throughput.py [--quick] [--users N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from consumers.sample import produce_sample, start_worker, stop_worker  # noqa: E402
+from schemas.parse import EventParser, Rejection  # noqa: E402
+from schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E402
+from streams.lag import Offsets  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+NOT_YET = [  # keys of issue #6 that later phases of this benchmark will fill
+    "throughput_2workers_eps",
+    "eps_per_worker_cpu_2workers",
+    "freshness_p50_ms",
+    "freshness_p99_ms",
+    "lookup_p99_ms",
+    "redis_get_p99_ms",
+    "ari_truth",
+    "ari_batch",
+    "id_churn",
+    "redis_bytes_per_user",
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def raw_consume(settings: Settings, events: int) -> dict[str, float]:
+    """Consume and parse every source record with confluent-kafka, in this process."""
+    conf = {
+        **kafka_client_config(settings),
+        "group.id": f"{settings.consumer_group}-raw-{uuid.uuid4().hex[:6]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    consumer = Consumer(conf)
+    topics = {settings.topic(s): s for s in SOURCES}
+    consumer.subscribe(list(topics))
+    parser = EventParser(settings.email_hash_key.get_secret_value().encode())
+    n = rejected = 0
+    first = cpu0 = 0.0
+    deadline = time.monotonic() + 600
+    try:
+        while n < events and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=500, timeout=1.0):
+                if msg.error():
+                    continue
+                if not n:
+                    first, cpu0 = time.perf_counter(), time.process_time()
+                n += 1
+                if isinstance(parser.parse(msg.value() or b"", topics[msg.topic()]), Rejection):
+                    rejected += 1
+        seconds = time.perf_counter() - first
+        cpu = time.process_time() - cpu0
+    finally:
+        consumer.close()
+    assert n >= events, f"the plain loop read {n} of {events} events"
+    return {"events": n, "seconds": seconds, "cpu_s": cpu, "rejected": rejected}
+
+
+def faust_consume_only(settings: Settings, events: int, work: Path) -> dict[str, float]:
+    out = work / "faust.json"
+    log = work / "faust.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "faust_consume.py"),
+                "--events",
+                str(events),
+                "--out",
+                str(out),
+            ],
+            env={**os.environ, "SEGSTREAM_NAMESPACE": settings.namespace},
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        code = proc.wait(900)
+    assert code == 0 and out.exists(), log.read_text()[-3000:]
+    r = orjson.loads(out.read_bytes())
+    return {"events": r["events"], "seconds": r["last_s"] - r["first_s"]}
+
+
+def group_done(offsets: Offsets, tps: list[tuple[str, int]]) -> bool:
+    return all(p.lag == 0 for p in offsets.read(tps).values())
+
+
+def worker_e2e(settings: Settings, events: int, work: Path) -> dict[str, float]:
+    log = work / "worker.log"
+    env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": "0"}
+    proc = start_worker(settings, log, env=env)
+    inputs = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
+    inputs.append(settings.topic("events"))
+    tps = [(t, p) for t in inputs for p in range(settings.partitions)]
+    offsets = Offsets(settings)
+    try:
+        deadline = time.monotonic() + 1800
+        while b"[^Worker]: Ready" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        start, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
+        done_twice = 0
+        while done_twice < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            done_twice = done_twice + 1 if group_done(offsets, tps) else 0
+            time.sleep(0.2)
+        seconds, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - cpu0
+        restarts = log.read_text().count("records never delivered")
+    finally:
+        offsets.close()
+        code = stop_worker(proc)
+    assert code == 0, log.read_text()[-3000:]
+    return {"events": events, "seconds": seconds, "cpu_s": cpu, "restarts": restarts}
+
+
+def machine() -> dict[str, Any]:
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((x.split(":", 1)[1].strip() for x in info if x.startswith("model name")), "")
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = int(next(x for x in meminfo if x.startswith("MemTotal")).split()[1])
+    versions = {
+        name: metadata.version(name)
+        for name in ("faust-streaming", "aiokafka", "confluent-kafka", "river", "redis")
+    }
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def run(users: int, seed: int = 7) -> dict[str, Any]:
+    s = Settings(namespace=f"bench{uuid.uuid4().hex[:6]}", metrics_port=0)
+    n, _ = produce_sample(s, users=users, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="segstream-bench-") as tmp:
+        work = Path(tmp)
+        raw = raw_consume(s, n)
+        faust_only = faust_consume_only(s, n, work)
+        e2e = worker_e2e(s, n, work)
+    return {
+        "events": n,
+        "users": users,
+        "throughput_eps": round(n / e2e["seconds"]),
+        "eps_per_worker_cpu": round(n / e2e["cpu_s"]),
+        "faust_consume_only_eps": round(n / faust_only["seconds"]),
+        "raw_consume_eps": round(n / raw["seconds"]),
+        "raw_consume_eps_per_cpu": round(n / raw["cpu_s"]),
+        "share_of_consume_only": round(
+            e2e["seconds"] and faust_only["seconds"] / e2e["seconds"], 3
+        ),
+        "worker_seconds": round(e2e["seconds"], 1),
+        "worker_cpu_s": round(e2e["cpu_s"], 1),
+        "worker_restarts": e2e["restarts"],
+        "namespace": s.namespace,
+        "machine": machine(),
+        "not_measured": NOT_YET,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1,000 users (about 50,000 events)")
+    ap.add_argument("--users", type=int, default=None, help="default 4,000 (1,000 with --quick)")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    args = ap.parse_args()
+    result = run(args.users or (1000 if args.quick else 4000))
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
