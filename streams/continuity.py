@@ -102,6 +102,57 @@ class Continuity:
         return confirmed
 
 
+class CommitGuard:
+    """Caps what Faust commits at the offset after the last record an agent finished.
+
+    Faust commits what its streams acknowledged. While flow is suspended (a stop, a
+    rebalance) or after the consumer generation changed, a stream acknowledges the
+    records it skips without handing them to any agent (faust/streams.py, ``skipped_value``),
+    so the commit at the stop or the revocation moves the group past records nobody
+    processed. With the guard, those offsets are not committed and the next owner reads
+    them. Only the agents' topics are capped; Faust's own pass through.
+    """
+
+    def __init__(self, topics: Iterable[str]) -> None:
+        self.topics = set(topics)
+        self.done: dict[TP, int] = {}  # next offset after the last finished record
+
+    def finished(self, events: Iterable[Any]) -> None:
+        for tp, offset in delivered(events):
+            if offset + 1 > self.done.get(tp, -1):
+                self.done[tp] = offset + 1
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self.done.pop(tp, None)
+
+    def cap(self, tp: TP, offset: int | None) -> int | None:
+        """The offset Faust may commit for ``tp`` instead of ``offset``."""
+        if offset is None or tp[0] not in self.topics:
+            return offset
+        limit = self.done.get(tp)
+        if limit is None or limit < offset:
+            log.warning(
+                "not committing %s[%d] up to %d: records from %s on were acknowledged "
+                "without being processed (Faust skipped them); the next start reads them",
+                tp[0],
+                tp[1],
+                offset,
+                limit,
+            )
+            return limit
+        return offset
+
+    def install(self, consumer: Any) -> None:
+        """Wrap the consumer's ``_new_offset`` (faust-streaming 0.15.3, pinned)."""
+        new_offset = consumer._new_offset
+
+        def capped(tp: Any) -> int | None:
+            return self.cap((tp.topic, tp.partition), new_offset(tp))
+
+        consumer._new_offset = capped
+
+
 def delivered(events: Iterable[Any]) -> list[tuple[TP, int]]:
     """``((topic, partition), offset)`` of each Faust event of a batch."""
     return [((e.message.topic, e.message.partition), e.message.offset) for e in events]

@@ -13,7 +13,15 @@ from prometheus_client import start_http_server
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
 from streams.app import Pipeline
-from streams.continuity import Broker, Continuity, accept_stop_signals, delivered, describe, restart
+from streams.continuity import (
+    Broker,
+    CommitGuard,
+    Continuity,
+    accept_stop_signals,
+    delivered,
+    describe,
+    restart,
+)
 from streams.lag import Offsets, export_lag
 from streams.topics import ensure_topics
 
@@ -41,9 +49,13 @@ def build(settings: Settings) -> Pipeline:
         if holes:
             restart(stage, holes, stopping=app.should_stop, code=exit_code(p))
 
+    guard = CommitGuard(t.get_topic_name() for t in p.topics.values())
+    guard.install(app.consumer)
+
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
         for c in seen:
             c.forget((tp.topic, tp.partition) for tp in revoked)
+        guard.forget((tp.topic, tp.partition) for tp in revoked)
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]  # faust's stub
 
@@ -70,6 +82,7 @@ def build(settings: Settings) -> Pipeline:
             async for events in stream.take_events(n, within=within):
                 await whole(stage, c, events)
                 await stages.guarded(stage, work(events))
+                guard.finished(events)
                 stages.batch_done()
 
         agent.__name__ = agent.__qualname__ = name.replace("-", "_")  # Faust's log label
@@ -98,6 +111,7 @@ def build(settings: Settings) -> Pipeline:
                 log.warning("trainer: records never delivered (%s); restoring", describe(holes))
                 await trainer.reset()
             await stages.guarded("trainer", trainer.batch(events))
+            guard.finished(events)
             stages.batch_done()
 
     @app.timer(settings.publish_every_s)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from streams.continuity import TP, Continuity, Hole, find_holes
+from streams.continuity import TP, CommitGuard, Continuity, Hole, find_holes
 
 A, B = ("events", 0), ("events", 1)
 
@@ -68,3 +69,52 @@ def test_docstring_examples_hold() -> None:
 
     result = doctest.testmod(continuity)
     assert (result.failed, result.attempted > 0) == (0, True)
+
+
+# ------------------------------------------------------------- commit guard
+class FakeEvent:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.message = type("M", (), {"topic": topic, "partition": partition, "offset": offset})
+
+
+class FakeConsumer:
+    """Faust's ``_new_offset``: the end of the first run of acknowledged offsets."""
+
+    def __init__(self, acked: dict[tuple[str, int], list[int]]) -> None:
+        self.acked = acked
+
+    def _new_offset(self, tp: Any) -> int | None:
+        offsets = self.acked.get((tp.topic, tp.partition), [])
+        return offsets[-1] + 1 if offsets else None
+
+
+def tp(topic: str, partition: int) -> Any:
+    return type("TP", (), {"topic": topic, "partition": partition})
+
+
+def test_a_commit_never_passes_the_last_record_an_agent_finished() -> None:
+    # offsets 0..9 processed; 10..14 skipped by Faust at a stop yet acknowledged
+    consumer = FakeConsumer({("web", 0): list(range(15)), ("web", 1): [0, 1]})
+    guard = CommitGuard(["web"])
+    guard.install(consumer)
+    guard.finished([FakeEvent("web", 0, o) for o in range(10)])
+    assert consumer._new_offset(tp("web", 0)) == 10  # not 15: the next start reads 10..14
+    assert consumer._new_offset(tp("web", 1)) is None  # nothing finished there: no commit
+
+
+def test_the_guard_lets_through_what_was_processed_and_foreign_topics() -> None:
+    consumer = FakeConsumer({("web", 0): [5, 6], ("faust-leader", 0): [0, 1, 2]})
+    guard = CommitGuard(["web"])
+    guard.install(consumer)
+    guard.finished([FakeEvent("web", 0, 5), FakeEvent("web", 0, 6), FakeEvent("web", 0, 9)])
+    assert consumer._new_offset(tp("web", 0)) == 7
+    assert consumer._new_offset(tp("faust-leader", 0)) == 3
+
+
+def test_a_revoked_partition_commits_nothing_until_it_is_processed_again() -> None:
+    guard = CommitGuard(["web"])
+    guard.finished([FakeEvent("web", 0, 3)])
+    guard.forget([("web", 0)])
+    assert guard.cap(("web", 0), 4) is None
+    guard.finished([FakeEvent("web", 0, 20)])
+    assert guard.cap(("web", 0), 21) == 21
