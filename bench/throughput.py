@@ -13,6 +13,10 @@ topics three ways, one after another on the same machine:
    ``eps_per_worker_cpu`` divides the events by the worker process's CPU seconds
    (``/proc``), which stays comparable while the broker and Redis share the machine.
 
+After the timed part, once the model has settled: ``ari_truth`` (the live segments
+against the generator's planted personas) and ``redis_bytes_per_user`` (``MEMORY
+USAGE`` of the lookup record, a sample of up to 1,000 users).
+
 Each phase is timed from its process's start of work (the first record for 1 and 2,
 the worker's ``Ready`` for 3) to its end, so the figures include no start-up.
 
@@ -34,12 +38,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 from confluent_kafka import Consumer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from consumers.sample import produce_sample, start_worker, stop_worker  # noqa: E402
+from consumers.queries import lookup_users  # noqa: E402
+from consumers.redis_view import Keys  # noqa: E402
+from consumers.sample import (  # noqa: E402
+    produce_sample,
+    start_worker,
+    stop_worker,
+    wait_for_segments,
+)
+from models.quality import adjusted_rand_index  # noqa: E402
 from schemas.parse import EventParser, Rejection  # noqa: E402
 from schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E402
 from streams.lag import Offsets  # noqa: E402
@@ -52,10 +65,8 @@ NOT_YET = [  # keys of issue #6 that later phases of this benchmark will fill
     "freshness_p99_ms",
     "lookup_p99_ms",
     "redis_get_p99_ms",
-    "ari_truth",
     "ari_batch",
     "id_churn",
-    "redis_bytes_per_user",
 ]
 
 
@@ -126,7 +137,25 @@ def group_done(offsets: Offsets, tps: list[tuple[str, int]]) -> bool:
     return all(p.lag == 0 for p in offsets.read(tps).values())
 
 
-def worker_e2e(settings: Settings, events: int, work: Path) -> dict[str, float]:
+def quality(settings: Settings, truth: dict[str, str]) -> dict[str, float]:
+    """ARI of the live segments against the planted personas, and the Redis memory of the
+    lookup record (the user hash) per user, from a sample of up to 1,000 users."""
+    lines, _ = lookup_users(settings, sorted(truth))
+    got = {x["profile"]: x["segment"] for x in lines if "segment" in x}
+    keys = sorted(got)
+    ari = adjusted_rand_index([truth[k] for k in keys], [got[k] for k in keys])
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        names = [Keys(settings).user(k) for k in keys[:1000]]
+        sizes = [client.memory_usage(n, samples=0) or 0 for n in names]
+    finally:
+        client.close()
+    return {"ari_truth": ari, "redis_bytes_per_user": sum(sizes) / max(len(sizes), 1)}
+
+
+def worker_e2e(
+    settings: Settings, events: int, work: Path, truth: dict[str, str]
+) -> dict[str, float]:
     log = work / "worker.log"
     env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": "0"}
     proc = start_worker(settings, log, env=env)
@@ -146,12 +175,15 @@ def worker_e2e(settings: Settings, events: int, work: Path) -> dict[str, float]:
             done_twice = done_twice + 1 if group_done(offsets, tps) else 0
             time.sleep(0.2)
         seconds, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - cpu0
-        restarts = log.read_text().count("records never delivered")
+        # not timed: the model settles, then the live segments are judged
+        wait_for_segments(settings, sorted(truth), timeout=600, settle=5, proc=proc)
+        judged = quality(settings, truth)
+        restarts = log.read_text().count("to read them again")
     finally:
         offsets.close()
         code = stop_worker(proc)
     assert code == 0, log.read_text()[-3000:]
-    return {"events": events, "seconds": seconds, "cpu_s": cpu, "restarts": restarts}
+    return {"events": events, "seconds": seconds, "cpu_s": cpu, "restarts": restarts, **judged}
 
 
 def machine() -> dict[str, Any]:
@@ -174,12 +206,12 @@ def machine() -> dict[str, Any]:
 
 def run(users: int, seed: int = 7) -> dict[str, Any]:
     s = Settings(namespace=f"bench{uuid.uuid4().hex[:6]}", metrics_port=0)
-    n, _ = produce_sample(s, users=users, seed=seed)
+    n, g = produce_sample(s, users=users, seed=seed)
     with tempfile.TemporaryDirectory(prefix="segstream-bench-") as tmp:
         work = Path(tmp)
         raw = raw_consume(s, n)
         faust_only = faust_consume_only(s, n, work)
-        e2e = worker_e2e(s, n, work)
+        e2e = worker_e2e(s, n, work, g.truth)
     return {
         "events": n,
         "users": users,
@@ -194,6 +226,8 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
         "worker_seconds": round(e2e["seconds"], 1),
         "worker_cpu_s": round(e2e["cpu_s"], 1),
         "worker_restarts": e2e["restarts"],
+        "ari_truth": round(e2e["ari_truth"], 4),
+        "redis_bytes_per_user": round(e2e["redis_bytes_per_user"]),
         "namespace": s.namespace,
         "machine": machine(),
         "not_measured": NOT_YET,
