@@ -758,12 +758,13 @@ def test_segstream_api_with_two_worker_processes_serves_and_stops(cli_env, tmp_p
 # ---------------------------------------------------------------------- CLI
 @pytest.fixture
 def cli_env(make_settings, monkeypatch) -> Settings:
+    s = make_settings()  # first: the servers' addresses come from the environment
     for name in list(os.environ):
         if name.startswith("SEGSTREAM_"):
             monkeypatch.delenv(name)
-    s = make_settings()
     monkeypatch.setenv("SEGSTREAM_NAMESPACE", s.namespace)
     monkeypatch.setenv("SEGSTREAM_REDIS_URL", s.redis_url.get_secret_value())
+    monkeypatch.setenv("SEGSTREAM_KAFKA_BOOTSTRAP", s.kafka_bootstrap)
     return s
 
 
