@@ -190,24 +190,18 @@ def revoke_key(client: redis.Redis, settings: Settings, name: str) -> list[str]:
 def publish_keys(settings: Settings, records: Mapping[str, ApiKey | None]) -> None:
     """Write ``{digest: record}`` to the compacted ``api-keys`` topic (None: revoked) and
     wait for the broker; raises RuntimeError when it does not take them."""
-    from streams.produce import producer
+    from streams.produce import deliver
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    prod = producer(settings)
-    errors: list[str] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-
     topic = settings.topic("api-keys")
-    for digest, record in records.items():
-        value = record.to_json() if record is not None else None
-        prod.produce(topic, key=digest.encode(), value=value, on_delivery=delivered)
-    left = prod.flush(30)
-    if errors or left:
-        raise RuntimeError(f"the API key change was not recorded in Kafka: {errors or 'timeout'}")
+    try:
+        deliver(
+            settings,
+            [(topic, d.encode(), r.to_json() if r else None) for d, r in records.items()],
+        )
+    except RuntimeError as exc:
+        raise RuntimeError(f"the API key change was not recorded in Kafka: {exc}") from None
 
 
 def stored_keys(settings: Settings) -> dict[str, ApiKey | None]:

@@ -25,7 +25,7 @@ from consumers.exports import read
 from schemas.privacy import REDACTED_EMAIL
 from schemas.records import DeadLetter
 from schemas.settings import Settings
-from streams.produce import producer
+from streams.produce import deliver
 
 
 @dataclass
@@ -109,32 +109,25 @@ def replay(
     """Produce the chosen letters back to their topics, with their keys; waits for the
     broker to have them all."""
     out = Replayed()
-    prod = None if dry_run else producer(settings)
-    errors: list[str] = []
 
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
+    def chosen_records() -> Iterator[tuple[str, bytes | None, bytes]]:
+        for letter in letters(settings, since_ms):
+            if letter is None or not chosen(letter, reasons):
+                continue
+            value, removed = without_redacted_email(letter.raw_value())
+            out.sent += 1
+            out.emails_removed += removed
+            out.by_topic[letter.topic] += 1
+            out.by_reason[letter.reason] += 1
+            key = letter.key.encode("latin-1") if letter.key is not None else None
+            yield letter.topic, key, value
 
-    for letter in letters(settings, since_ms):
-        if letter is None or not chosen(letter, reasons):
-            continue
-        value, removed = without_redacted_email(letter.raw_value())
-        out.sent += 1
-        out.emails_removed += removed
-        out.by_topic[letter.topic] += 1
-        out.by_reason[letter.reason] += 1
-        if prod is None:
-            continue
-        key = letter.key.encode("latin-1") if letter.key is not None else None
-        while True:
-            try:
-                prod.produce(letter.topic, key=key, value=value, on_delivery=delivered)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                prod.poll(0.1)
-    if prod is not None:
-        prod.flush(60)
-    if errors:
-        raise RuntimeError(f"{len(errors)} replayed records were not delivered: {errors[0]}")
+    if dry_run:
+        for _ in chosen_records():
+            pass
+    else:
+        try:
+            deliver(settings, chosen_records())
+        except RuntimeError as exc:
+            raise RuntimeError(f"replayed records were not all delivered: {exc}") from None
     return out

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from consumers.exports import read
 from schemas.records import AuditEntry, Erasure
 from schemas.settings import Settings
-from streams.produce import producer
+from streams.produce import deliver
+from streams.topics import ensure_topics
 
 
 def request(settings: Settings, alias: str, reason: str = "") -> Erasure:
@@ -26,21 +27,18 @@ def request(settings: Settings, alias: str, reason: str = "") -> Erasure:
     now = int(time.time() * 1000)
     erasure = Erasure(alias=alias, requested_ms=now, reason=reason)
     audit = AuditEntry(action="erase-requested", alias=alias, at_ms=now, detail={"reason": reason})
-    prod = producer(settings)
-    errors: list[str] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-
     key = alias.encode()
-    prod.produce(
-        settings.topic("erasures"), key=key, value=erasure.to_json(), on_delivery=delivered
-    )
-    prod.produce(settings.topic("audit"), key=key, value=audit.to_json(), on_delivery=delivered)
-    left = prod.flush(30)
-    if errors or left:
-        raise RuntimeError(f"the erasure was not recorded: {errors[0] if errors else 'timeout'}")
+    ensure_topics(settings)  # erasures must be compacted, not auto-created by the broker
+    try:
+        deliver(
+            settings,
+            [
+                (settings.topic("erasures"), key, erasure.to_json()),
+                (settings.topic("audit"), key, audit.to_json()),
+            ],
+        )
+    except RuntimeError as exc:
+        raise RuntimeError(f"the erasure was not recorded: {exc}") from None
     return erasure
 
 

@@ -1,9 +1,10 @@
 """Holes in what Faust hands an agent: offsets of a partition it never delivered.
 
-Around a restart, a recovery or a seek, Faust can drop records it has fetched (its
-fetcher gives up on a record when flow is suspended, yet moves its read position past
-it), and its commit logic can then move the group's offset past them. The chaos tests
-caught it: after kill -9 loops, a few users missed an event for good.
+Around a restart, a rebalance or a stop, Faust can skip records it has fetched: its
+streams acknowledge them without handing them to an agent, and its commit logic then
+moves the group's offset past them. The chaos tests caught it: after kill -9 and
+SIGTERM loops, a few users missed an event for good. ``CommitGuard`` keeps commits
+behind what agents finished; the check below finds the skipped records.
 
 So every agent checks each batch before working on it. Per partition, the offsets
 must go on from the last one delivered (first: from the group's committed offset). A

@@ -1,4 +1,5 @@
-"""Producing input events: the synthetic sample stream and replays of exported history."""
+"""Producing to Kafka from the CLI: input events (the synthetic sample stream, replays of
+exported history) and the records commands write (erasures, audit entries, API keys)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def send_all(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Produce ``(source, key, value)`` records to the source topics; returns how many."""
+    named = ((settings.topic(source), key, value) for source, key, value in records)
+    return deliver(settings, named, on_progress)
+
+
+def deliver(
+    settings: Settings,
+    records: Iterable[tuple[str, bytes | None, bytes | None]],
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Produce ``(topic, key, value)`` records (value None: a tombstone) and wait until the
+    broker has every one; raises RuntimeError when it does not. Returns how many."""
     prod = producer(settings)
     errors: list[str] = []
 
@@ -33,10 +45,10 @@ def send_all(
             errors.append(str(err))
 
     n = 0
-    for source, key, value in records:
+    for topic, key, value in records:
         while True:
             try:
-                prod.produce(settings.topic(source), key=key, value=value, on_delivery=delivered)
+                prod.produce(topic, key=key, value=value, on_delivery=delivered)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 prod.poll(0.1)
@@ -45,9 +57,10 @@ def send_all(
             prod.poll(0)
             if on_progress:
                 on_progress(n)
-    prod.flush(60)
-    if errors:
-        raise RuntimeError(f"{len(errors)} records were not delivered: {errors[0]}")
+    left = prod.flush(60)
+    if errors or left:
+        first = errors[0] if errors else f"{left} still queued after 60 s"
+        raise RuntimeError(f"{len(errors) or left} records were not delivered: {first}")
     if on_progress:
         on_progress(n)
     return n
