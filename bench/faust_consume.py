@@ -24,7 +24,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from schemas.settings import SOURCES, Settings
-from streams.app import Runtime
+from streams.app import Runtime, use_event_loop
 
 
 def main() -> None:
@@ -52,6 +52,7 @@ def main() -> None:
 
     for source in SOURCES:
         agent_for(source)
+    use_event_loop(s)  # the worker's loop: the baseline pays what the worker pays
     faust.Worker(rt.app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()
 
 

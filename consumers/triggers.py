@@ -194,10 +194,12 @@ def build(settings: Settings) -> TriggerRelay:
 def run(settings: Settings, loglevel: str = "info") -> None:
     import faust
 
+    from streams.app import use_event_loop
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
     if not settings.trigger_rules:
         log.warning("no SEGSTREAM_TRIGGER_RULES: segment changes are read but nothing fires")
     relay = build(settings)
+    use_event_loop(settings)
     faust.Worker(relay.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()

@@ -31,6 +31,8 @@ to send (``Out``); the Faust agents only apply them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,3 +93,38 @@ def link(entry: str | None, alias: str, to: str) -> LinkResult:
         return LinkResult(None, [], conflict=rank(to) == rank(entry))
     merge = Out("events", current, {"k": "merge", "into": to})
     return LinkResult(to, [merge])
+
+
+class SentLinks:
+    """The links this process has already sent (and the broker holds), most recent last.
+
+    Sending the same link again never changes anything: it arrives at the alias's
+    partition, which either holds it already or holds a link that ranks at least as
+    high (links only ever move up). A logged-in customer's every event would otherwise
+    send one link per weaker alias; this drops the repeats. Bounded: the least recently
+    sent are forgotten, and then merely sent once more.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self.sent: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def fresh(self, outs: list[Out]) -> list[Out]:
+        """``outs`` without the links already sent; the rest unchanged."""
+        kept = []
+        for out in outs:
+            if out.topic == "identity" and out.value.get("k") == "link":
+                pair = (out.key, out.value["to"])
+                if pair in self.sent:
+                    self.sent.move_to_end(pair)
+                    continue
+            kept.append(out)
+        return kept
+
+    def remember(self, outs: Iterable[Out]) -> None:
+        """Call once the broker holds ``outs``: their links need not be sent again."""
+        for out in outs:
+            if out.topic == "identity" and out.value.get("k") == "link":
+                self.sent[(out.key, out.value["to"])] = None
+        while len(self.sent) > self.capacity:
+            self.sent.popitem(last=False)

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.05, gt=0, le=10)
     commit_interval_s: float = Field(1.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # uvloop: less overhead per event
+    link_cache_size: int = Field(100_000, ge=0)  # identity links remembered as sent
     # how soon the group gives a crashed worker's partitions to the others (Kafka's
     # group.min.session.timeout.ms, 6 s by default, is the floor); heartbeats every third
     kafka_session_timeout_s: float = Field(30.0, ge=1, le=3600)

@@ -25,18 +25,18 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from faust.exceptions import NotReady
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from consumers.redis_view import SegmentWriter
 from models.features import FeatureSpace, feature_space
-from models.identity import Out
+from models.identity import Out, SentLinks
 from models.segments import Snapshot
 from schemas.privacy import redact_emails
 from schemas.records import DeadLetter
 from schemas.settings import TOPICS, Settings
 from streams import metrics
+from streams.sender import Sender
 
 log = logging.getLogger("segstream.worker")
 RETRY_MAX_S = 5.0
@@ -63,6 +63,14 @@ def _ssl_context(settings: Settings) -> Any:
     import ssl
 
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+
+
+def use_event_loop(settings: Settings) -> None:
+    """Before a Faust worker starts: its loop is uvloop unless the settings say asyncio's."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 class Runtime:
@@ -104,40 +112,16 @@ class Runtime:
             )
             for name in TOPICS
         }
+        self.names = {name: topic.get_topic_name() for name, topic in self.topics.items()}
+        self.sender = Sender(settings)
         self.lock = asyncio.Lock()  # one batch (or timer chunk) touches the tables at a time
 
     # ------------------------------------------------------------ sending
     async def send(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
-        """Send ``(topic, key, value)`` records and wait until the broker has them all.
-
-        Failed sends are retried (duplicates are harmless: every consumer dedupes).
-        """
-        pending = list(records)
-        delay = 0.1
-        while pending:
-            futures: list[Any] = []
-            for topic, key, value in pending:
-                try:  # no metadata yet (the broker is away) raises here, not in the future
-                    # value None must be a real tombstone (Faust would otherwise send b"null")
-                    sent = await self.topics[topic].send(
-                        key=key, value=value, value_serializer="raw" if value is None else None
-                    )
-                except (KafkaError, OSError, NotReady) as exc:  # NotReady: producer restarting
-                    sent = asyncio.get_running_loop().create_future()
-                    sent.set_exception(exc)
-                futures.append(sent)
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                rec
-                for rec, res in zip(pending, results, strict=True)
-                if isinstance(res, BaseException)
-            ]
-            if failed:
-                metrics.KAFKA_SEND_ERRORS.inc(len(failed))
-                log.warning("retrying %d failed sends in %.1fs", len(failed), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-            pending = failed
+        """Send ``(topic, key, value)`` records (value None: a tombstone) and wait until the
+        broker has them all; failed sends are retried."""
+        names = self.names
+        await self.sender.send((names[t], k, v, None) for t, k, v in records)
 
     @staticmethod
     def out_record(out: Out) -> tuple[str, bytes, bytes]:
@@ -178,33 +162,16 @@ class Runtime:
         Faust's ``table[k] = v`` picks the partition of the *current* event, which in a
         batch mixing partitions is wrong, and does not let us wait for the changelog.
         """
-        futures = []
+        topic = table.changelog_topic.get_topic_name()
+        records = []
         for key, value in items.items():
-            partition = self.partition_of(key)
+            records.append((topic, key, value, self.partition_of(key)))
             if value is None:
-                futures.append(table.send_changelog(partition, key, None, value_serializer="raw"))
                 table.data.pop(key, None)
             else:
-                futures.append(table.send_changelog(partition, key, value))
                 table.data[key] = value
-        delay = 0.1
-        while futures:
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                f for f, r in zip(futures, results, strict=True) if isinstance(r, BaseException)
-            ]
-            if not failed:
-                break
-            # the changelog is our durability: never ack a batch it does not hold
-            metrics.KAFKA_SEND_ERRORS.inc(len(failed))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-            futures = [
-                table.send_changelog(
-                    f.message.partition, f.message.key, f.message.value, value_serializer="raw"
-                )
-                for f in failed
-            ]
+        # the changelog is our durability: ``send`` never returns before it holds them all
+        await self.sender.send(records)
 
     # -------------------------------------------------------------- redis
     async def kafka_retry(self, op: Any, *args: Any) -> Any:
@@ -253,3 +220,4 @@ class Pipeline(Runtime):
         self.watermark_ms = 0
         self.erased: set[str] = set()  # aliases of erased people (the ``erasures`` topic)
         self.erasures_loaded = asyncio.Event()  # set once the whole topic has been read
+        self.links = SentLinks(s.link_cache_size)  # links the broker holds: not sent twice

@@ -21,7 +21,7 @@ import orjson
 from models import checkpoint, erasure
 from models.features import Profile
 from models.health import value_of
-from models.identity import link, resolve, route
+from models.identity import Out, link, resolve, route
 from models.profiles import assign, handle
 from schemas.parse import EventParser, Rejection
 from schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
@@ -81,6 +81,7 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
     await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     records: list[tuple[str, bytes | None, bytes | None]] = []
+    sent: list[Out] = []
     for ev in events:
         try:
             parsed = parser.parse(ev.message.value, source)
@@ -89,10 +90,11 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
                 continue
             metrics.EVENTS.labels(source, metrics.event_type_label(parsed.type)).inc()
             parsed = replace(parsed, ingest_ms=int(ev.message.timestamp * 1000))
-            outs = route(parsed)
+            outs = p.links.fresh(route(parsed))  # the event first, then links not sent yet
             if outs[0].key in p.erased:  # the person it belongs to was erased
                 metrics.SUPPRESSED.labels("edge").inc()
                 continue
+            sent += outs
             records.extend(p.out_record(o) for o in outs)
         except Exception as exc:  # a bug must not stop the partition: dead-letter it
             log.exception(
@@ -100,6 +102,7 @@ async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: li
             )
             records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "edge"))
     await p.send(records)
+    p.links.remember(sent)
     metrics.BATCH_SECONDS.labels("edge").observe(time.perf_counter() - started)
 
 
@@ -110,6 +113,7 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
     local: dict[bytes, bytes | None] = {}
     changed: dict[bytes, bytes | None] = {}
     records: list[tuple[str, bytes | None, bytes | None]] = []
+    sent: list[Out] = []
     for ev in events:
         key = ev.message.key
         try:
@@ -127,7 +131,7 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
                 if current is not None:
                     local[key] = changed[key] = None  # the alias's link goes
             elif value["k"] == "event":
-                outs = resolve(entry, key.decode(), value["e"])
+                outs = p.links.fresh(resolve(entry, key.decode(), value["e"]))
             elif value["k"] == "link":
                 result = link(entry, key.decode(), value["to"])
                 if result.conflict:
@@ -137,11 +141,13 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
                 outs = result.outs
             else:
                 raise ValueError(f"unknown record kind {value['k']!r}")
+            sent += outs
             records.extend(p.out_record(o) for o in outs)
         except Exception as exc:
             log.exception("identity failed on offset %s", ev.message.offset)
             records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "identity"))
     await p.send(records)
+    p.links.remember(sent)
     await p.write_table(p.aliases, changed)
     metrics.BATCH_SECONDS.labels("identity").observe(time.perf_counter() - started)
 

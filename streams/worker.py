@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
-from streams.app import Pipeline
+from streams.app import Pipeline, use_event_loop
 from streams.continuity import (
     Broker,
     CommitGuard,
@@ -157,6 +157,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     for kind in ("feature", "segment", "centroid"):
         metrics.DRIFT_DETECTED.labels(kind)  # exported at 0, so increase() sees the first
     metrics.MODEL_OWNER.set(0)
+    use_event_loop(settings)
     p = build(settings)
     worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.identity import LinkResult, Out, link, rank, resolve, route
+from models.identity import LinkResult, Out, SentLinks, link, rank, resolve, route
 from schemas.events import Event
 
 H = "ab" * 32  # an email hash
@@ -154,3 +154,25 @@ def test_link_sequence_replayed_changes_nothing():
     again = _apply_links(table, links)
     assert again == []
     assert table == {"a:anon": "u:c1", "e:" + H: "u:c1"}
+
+
+def test_sent_links_drop_repeats_only_once_the_broker_holds_them() -> None:
+    e = event(user_id="c1", anonymous_id="anon")
+    links = SentLinks()
+    first = links.fresh(route(e))
+    assert first == route(e)  # nothing sent yet: all kept
+    assert links.fresh(route(e)) == route(e)  # not remembered until sent
+    links.remember(first)
+    again = links.fresh(route(e))
+    assert again == [route(e)[0]]  # the event stays, first; its link goes
+    other = links.fresh(route(event(user_id="c2", anonymous_id="anon")))
+    assert [o.value.get("to") for o in other if o.topic == "identity"] == ["u:c2"]
+
+
+def test_sent_links_forget_the_least_recently_sent_beyond_capacity() -> None:
+    links = SentLinks(capacity=2)
+    outs = [Out("identity", f"a:{i}", {"k": "link", "to": "u:x"}) for i in range(3)]
+    links.remember(outs[:2])
+    assert links.fresh([outs[0]]) == []  # a:0 is now the most recently used
+    links.remember([outs[2]])  # a:1 goes
+    assert links.fresh(outs) == [outs[1]]
