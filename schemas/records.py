@@ -36,7 +36,7 @@ class SegmentRecord:
     ad_cost: float = 0.0
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(self, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
     def from_json(cls, raw: bytes) -> SegmentRecord:
@@ -66,7 +66,7 @@ class SegmentChange:
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class SegmentEvent:
         return f"segment:{self.segment}".encode()
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
 
 def is_segment_event(change: Mapping[str, Any]) -> bool:
@@ -123,7 +123,7 @@ class DeadLetter:
     at_ms: int
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> DeadLetter:
@@ -152,7 +152,7 @@ class Erasure:
     via: str | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Erasure:
@@ -176,7 +176,7 @@ class AuditEntry:
     detail: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> AuditEntry:

@@ -334,7 +334,7 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                 except Exception:  # keep the features; the next event or rescore assigns again
                     metrics.ASSIGN_ERRORS.inc()
                     log.exception("segment assignment failed for %s", key)
-            fx.table[key] = orjson.dumps(state.to_dict())
+            fx.table[key] = state.to_json()
         await apply_effects(p, fx)
     observe_latency(stamps)
     metrics.BATCH_SECONDS.labels("profiles").observe(time.perf_counter() - started)
@@ -388,7 +388,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
                         p, key, state, p.space.raw(state, p.watermark_ms), fx
                     )
                     if changed:  # a version-only refresh is not worth a changelog record
-                        fx.table[key] = orjson.dumps(after.to_dict())
+                        fx.table[key] = after.to_json()
                         moved += 1
                 await apply_effects(p, fx)
         log.info(
