@@ -34,16 +34,21 @@ def main() -> None:
     args = ap.parse_args()
     s = Settings()
     rt = Runtime(s, f"{s.consumer_group}-consume-only")
-    seen = {"n": 0, "first": 0.0}
+    seen = {"n": 0, "first": 0.0, "cpu": 0.0}
 
     def agent_for(source: str) -> None:
         async def consume(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 if not seen["n"]:
-                    seen["first"] = time.time()
+                    seen["first"], seen["cpu"] = time.time(), time.process_time()
                 seen["n"] += len(events)
                 if seen["n"] >= args.events:
-                    result = {"events": seen["n"], "first_s": seen["first"], "last_s": time.time()}
+                    result = {
+                        "events": seen["n"],
+                        "first_s": seen["first"],
+                        "last_s": time.time(),
+                        "cpu_s": time.process_time() - seen["cpu"],  # all its threads
+                    }
                     args.out.write_bytes(orjson.dumps(result))
                     os._exit(0)
 

@@ -15,7 +15,20 @@ topics three ways, one after another on the same machine:
 
 After the timed part, once the model has settled: ``ari_truth`` (the live segments
 against the generator's planted personas) and ``redis_bytes_per_user`` (``MEMORY
-USAGE`` of the lookup record, a sample of up to 1,000 users).
+USAGE`` of the lookup record, a sample of up to 1,000 users); then freshness at a
+fixed load below saturation (``bench/freshness.py``); after the worker stopped,
+``ari_batch`` and ``id_churn`` from its ``segments`` topic (``bench/quality.py``).
+
+4. ``throughput_2workers_eps``: the same stream in a second namespace, read by two
+   ``segstream worker`` processes in one group, from the first one's ``Ready`` until
+   the group has committed everything; ``eps_per_worker_cpu_2workers`` divides by
+   the CPU seconds of both;
+5. ``lookup_p99_ms`` beside ``redis_get_p99_ms``: ``bench/api_latency.py --quick``
+   (the lookup API and plain Redis GETs from the same load process, 2,000 requests/s).
+
+``faust_records_per_event`` counts the records the worker's Faust agents consumed per
+source event (sources, ``identity``, ``events``, ``training``): the engine's cost per
+record times this is the floor of the worker's cost per event.
 
 Each phase is timed from its process's start of work (the first record for 1 and 2,
 the worker's ``Ready`` for 3) to its end, so the figures include no start-up.
@@ -28,6 +41,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +53,13 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import freshness  # noqa: E402  (bench/, this script's directory)
+from quality import ari_batch, id_churn, model_segments, segment_records  # noqa: E402
 
 from consumers.queries import lookup_users  # noqa: E402
 from consumers.redis_view import Keys  # noqa: E402
@@ -58,16 +75,8 @@ from schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E40
 from streams.lag import Offsets  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-NOT_YET = [  # keys of issue #6 that later phases of this benchmark will fill
-    "throughput_2workers_eps",
-    "eps_per_worker_cpu_2workers",
-    "freshness_p50_ms",
-    "freshness_p99_ms",
-    "lookup_p99_ms",
-    "redis_get_p99_ms",
-    "ari_batch",
-    "id_churn",
-]
+FRESHNESS_RATE_EPS = 5000.0  # the target's load, or half the measured throughput if lower
+FRESHNESS_SECONDS = 20.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -130,7 +139,7 @@ def faust_consume_only(settings: Settings, events: int, work: Path) -> dict[str,
         code = proc.wait(900)
     assert code == 0 and out.exists(), log.read_text()[-3000:]
     r = orjson.loads(out.read_bytes())
-    return {"events": r["events"], "seconds": r["last_s"] - r["first_s"]}
+    return {"events": r["events"], "seconds": r["last_s"] - r["first_s"], "cpu_s": r["cpu_s"]}
 
 
 def group_done(offsets: Offsets, tps: list[tuple[str, int]]) -> bool:
@@ -153,37 +162,141 @@ def quality(settings: Settings, truth: dict[str, str]) -> dict[str, float]:
     return {"ari_truth": ari, "redis_bytes_per_user": sum(sizes) / max(len(sizes), 1)}
 
 
-def worker_e2e(
-    settings: Settings, events: int, work: Path, truth: dict[str, str]
-) -> dict[str, float]:
-    log = work / "worker.log"
-    env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": "0"}
-    proc = start_worker(settings, log, env=env)
-    inputs = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
-    inputs.append(settings.topic("events"))
-    tps = [(t, p) for t in inputs for p in range(settings.partitions)]
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
+    while b"[^Worker]: Ready" not in log.read_bytes():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
+def inputs_of(settings: Settings) -> list[tuple[str, int]]:
+    """The group's partitioned inputs: sources, ``identity``, ``events``."""
+    names = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
+    names.append(settings.topic("events"))
+    return [(t, p) for t in names for p in range(settings.partitions)]
+
+
+def run_to_the_end(
+    settings: Settings, procs: list[subprocess.Popen[bytes]], logs: list[Path]
+) -> tuple[float, float]:
+    """From the first worker's ``Ready`` until the group has committed every input
+    record (twice in a row): wall seconds, and the CPU seconds of all the workers."""
     offsets = Offsets(settings)
     try:
         deadline = time.monotonic() + 1800
-        while b"[^Worker]: Ready" not in log.read_bytes():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-        start, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
+        wait_ready(procs[0], logs[0], deadline)
+        start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
         done_twice = 0
         while done_twice < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            done_twice = done_twice + 1 if group_done(offsets, tps) else 0
+            for p, log in zip(procs, logs, strict=True):
+                assert p.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            done_twice = done_twice + 1 if group_done(offsets, inputs_of(settings)) else 0
             time.sleep(0.2)
-        seconds, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - cpu0
+        seconds = time.perf_counter() - start
+        cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+    finally:
+        offsets.close()
+    return seconds, cpu
+
+
+def records_per_event(settings: Settings, events: int) -> float:
+    """Records the worker's agents consumed per source event (every record of their
+    input topics, which the run has read to the end)."""
+    names = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
+    names += [settings.topic("events"), settings.topic("training")]
+    conf = {**kafka_client_config(settings), "group.id": "bench-count"}
+    consumer = Consumer(conf)
+    total = 0
+    try:
+        for name in names:
+            parts = consumer.list_topics(name, timeout=10).topics[name].partitions
+            for part in parts:
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(name, part), timeout=10)
+                total += hi - lo
+    finally:
+        consumer.close()
+    return total / events
+
+
+def worker_e2e(
+    settings: Settings, events: int, work: Path, truth: dict[str, str], end_ms: int
+) -> dict[str, Any]:
+    log = work / "worker.log"
+    port = free_port()
+    env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": str(port)}
+    proc = start_worker(settings, log, env=env)
+    try:
+        seconds, cpu = run_to_the_end(settings, [proc], [log])
+        per_event = records_per_event(settings, events)  # before any more events come
         # not timed: the model settles, then the live segments are judged
         wait_for_segments(settings, sorted(truth), timeout=600, settle=5, proc=proc)
         judged = quality(settings, truth)
+        rate = min(FRESHNESS_RATE_EPS, round(events / seconds / 2, -2))
+        offsets = Offsets(settings)
+        try:
+            fresh = freshness.measure(
+                settings,
+                port,
+                sorted(truth),
+                rate,
+                FRESHNESS_SECONDS,
+                end_ms,
+                lambda: group_done(offsets, inputs_of(settings)),
+            )
+        finally:
+            offsets.close()
         restarts = log.read_text().count("to read them again")
     finally:
-        offsets.close()
         code = stop_worker(proc)
     assert code == 0, log.read_text()[-3000:]
-    return {"events": events, "seconds": seconds, "cpu_s": cpu, "restarts": restarts, **judged}
+    records = segment_records(settings)
+    return {
+        "events": events,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "restarts": restarts,
+        "records_per_event": per_event,
+        **judged,
+        **fresh,
+        **id_churn(records, model_segments(settings)),
+        **ari_batch(settings, records),
+    }
+
+
+def two_workers(settings: Settings, events: int, work: Path) -> dict[str, float]:
+    """The same stream, read by two worker processes in one group."""
+    logs = [work / "worker-a.log", work / "worker-b.log"]
+    procs = []
+    for i, log in enumerate(logs):
+        env = {
+            "SEGSTREAM_NAMESPACE": settings.namespace,
+            "SEGSTREAM_METRICS_PORT": "0",
+            "SEGSTREAM_WORKER_ID": f"bench-{i}",
+        }
+        procs.append(start_worker(settings, log, env=env))
+    try:
+        seconds, cpu = run_to_the_end(settings, procs, logs)
+    finally:
+        codes = [stop_worker(p) for p in procs]
+    for code, log in zip(codes, logs, strict=True):
+        assert code == 0, log.read_text()[-3000:]
+    return {"seconds": seconds, "cpu_s": cpu}
+
+
+def api_latency(work: Path) -> dict[str, float]:
+    """``bench/api_latency.py --quick`` for the lookup and plain GET phases."""
+    out = work / "api.json"
+    cmd = [sys.executable, str(REPO / "bench" / "api_latency.py"), "--quick"]
+    cmd += ["--phases", "redis_get,lookup", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=900)
+    assert done.returncode == 0 and out.exists(), done.stderr.decode()[-3000:]
+    r = orjson.loads(out.read_bytes())
+    return {k: round(r[k], 3) for k in ("lookup_p99_ms", "redis_get_p99_ms")}
 
 
 def machine() -> dict[str, Any]:
@@ -207,30 +320,46 @@ def machine() -> dict[str, Any]:
 def run(users: int, seed: int = 7) -> dict[str, Any]:
     s = Settings(namespace=f"bench{uuid.uuid4().hex[:6]}", metrics_port=0)
     n, g = produce_sample(s, users=users, seed=seed)
+    s2 = Settings(namespace=f"{s.namespace}x2", metrics_port=0)
+    produce_sample(s2, users=users, seed=seed)
     with tempfile.TemporaryDirectory(prefix="segstream-bench-") as tmp:
         work = Path(tmp)
         raw = raw_consume(s, n)
         faust_only = faust_consume_only(s, n, work)
-        e2e = worker_e2e(s, n, work, g.truth)
+        e2e = worker_e2e(s, n, work, g.truth, g.end_ms)
+        two = two_workers(s2, n, work)
+        api = api_latency(work)
     return {
         "events": n,
         "users": users,
         "throughput_eps": round(n / e2e["seconds"]),
         "eps_per_worker_cpu": round(n / e2e["cpu_s"]),
+        "throughput_2workers_eps": round(n / two["seconds"]),
+        "eps_per_worker_cpu_2workers": round(n / two["cpu_s"]),
         "faust_consume_only_eps": round(n / faust_only["seconds"]),
+        "faust_consume_only_eps_per_cpu": round(n / faust_only["cpu_s"]),
         "raw_consume_eps": round(n / raw["seconds"]),
         "raw_consume_eps_per_cpu": round(n / raw["cpu_s"]),
         "share_of_consume_only": round(
             e2e["seconds"] and faust_only["seconds"] / e2e["seconds"], 3
         ),
+        "faust_records_per_event": round(e2e["records_per_event"], 2),
         "worker_seconds": round(e2e["seconds"], 1),
         "worker_cpu_s": round(e2e["cpu_s"], 1),
         "worker_restarts": e2e["restarts"],
+        "freshness_p50_ms": e2e["freshness_p50_ms"],
+        "freshness_p99_ms": e2e["freshness_p99_ms"],
+        "freshness_rate_eps": e2e["freshness_rate_eps"],
+        **api,
         "ari_truth": round(e2e["ari_truth"], 4),
+        "ari_batch": e2e["ari_batch"] if e2e["ari_batch"] is None else round(e2e["ari_batch"], 4),
+        "id_churn": round(e2e["id_churn"], 4),
+        "id_churn_checked": e2e["id_churn_checked"],
+        "id_churn_all": round(e2e["id_churn_all"], 4),
+        "id_churn_all_checked": e2e["id_churn_all_checked"],
         "redis_bytes_per_user": round(e2e["redis_bytes_per_user"]),
         "namespace": s.namespace,
         "machine": machine(),
-        "not_measured": NOT_YET,
     }
 
 

@@ -610,8 +610,9 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
     users: Annotated[int | None, typer.Option(help="Users to generate (default 4,000).")] = None,
 ) -> None:
-    """Measure throughput against the configured Kafka and Redis (bench/throughput.py):
-    one worker end to end beside a consume-only Faust app and a plain consume loop."""
+    """Measure against the configured Kafka and Redis (bench/throughput.py): one worker end
+    to end beside a consume-only Faust app and a plain consume loop, two workers,
+    freshness at a fixed load, lookup vs Redis GET latency, clustering quality."""
     script = REPO / "bench" / "throughput.py"
     if not script.exists():
         raise fail(FileNotFoundError(f"{script}: run from a source checkout"))

@@ -20,42 +20,23 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import KafkaException
+from worker_checks import Reader, Stream, assert_equals_oracle, wait_caught_up, wait_for_log
 
-from consumers.queries import lookup_users
 from consumers.sample import start_worker, stop_worker, wait_for_segments
-from models.features import feature_space
-from models.oracle import run as oracle_run
 from models.synthetic import Generator
-from schemas.parse import EventParser
 from schemas.privacy import hash_email_field
-from schemas.records import SegmentRecord
 from schemas.settings import Settings
-from streams.lag import Offsets
 from streams.produce import send_all
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.chaos]
 
-Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
-Event = tuple[str, bytes, bytes]
 REPO = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_S = 6  # the broker's minimum: a killed worker's partitions move on soon
-
-
-@dataclass
-class Stream:
-    settings: Settings
-    events: list[Event]  # each once, as the oracle reads them
-    profiles: list[str]
-    env: dict[str, str]
 
 
 def chaos_rng() -> random.Random:
@@ -91,36 +72,6 @@ def produce_stream(users: int, seed: int, worker_env: dict[str, str] | None = No
     return Stream(settings, events, sorted(g.truth), env)
 
 
-WORKER_INPUTS = ("web", "ad", "crm", "identity", "events", "training")
-
-
-def group_lag(settings: Settings) -> int:
-    """Records the worker group has yet to commit, over every topic it consumes."""
-    tps = [
-        (settings.topic(name), p)
-        for name in WORKER_INPUTS
-        for p in range(1 if name == "training" else settings.partitions)
-    ]
-    offsets = Offsets(settings)
-    try:
-        return sum(pos.lag for pos in offsets.read(tps).values())
-    except KafkaException:  # the broker is (re)starting: not caught up
-        return -1
-    finally:
-        offsets.close()
-
-
-def wait_caught_up(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until the group has committed everything on its inputs, three reads in a row."""
-    deadline, zero = time.monotonic() + timeout, 0
-    while zero < 3:
-        assert proc.poll() is None, "the worker exited"
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"worker group still {group_lag(settings)} records behind")
-        zero = zero + 1 if group_lag(settings) == 0 else 0
-        time.sleep(1)
-
-
 def finish(stream: Stream, log: Path, timeout: float = 300) -> None:
     """One more worker until it has caught up on every input and every profile has a
     segment of a stable model; it must stop cleanly on SIGTERM."""
@@ -132,50 +83,6 @@ def finish(stream: Stream, log: Path, timeout: float = 300) -> None:
     finally:
         code = stop_worker(proc)
     assert code == 0, log.read_text()[-3000:]
-
-
-def assert_equals_oracle(stream: Stream, topic_reader: Reader) -> None:
-    s = stream.settings
-    space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
-    parser = EventParser(
-        s.email_hash_key.get_secret_value().encode(), now=lambda: datetime.now(tz=UTC)
-    )
-    oracle = oracle_run([(src, raw) for src, _, raw in stream.events], parser, space)
-    lines, unknown = lookup_users(s, stream.profiles)
-    assert unknown == []
-    latest: dict[bytes, bytes | None] = {}
-    for k, v in topic_reader(s, s.topic("segments")):
-        assert k is not None
-        latest[k] = v
-    wrong: list[str] = []
-    for line in lines:
-        profile = str(line["profile"])
-        expected = space.raw(oracle.profiles[profile], oracle.watermark_ms)
-        got = line["features"]
-        assert isinstance(got, dict)
-        wrong += [
-            f"{profile} {name}: {got[name]} != {value} (oracle)"
-            for name, value in expected.items()
-            if got[name] != pytest.approx(value, rel=1e-3, abs=1e-3)
-        ]
-        raw = latest[profile.encode()]
-        assert raw is not None
-        record = SegmentRecord.from_json(raw)
-        if (record.segment, record.version) != (line["segment"], line["model_version"]):
-            wrong.append(f"{profile}: Redis {line['segment']} v{line['model_version']} != topic")
-    assert not wrong, f"{s.namespace}: {len(wrong)} differences:\n" + "\n".join(wrong[:40])
-
-
-def wait_for_log(
-    log: Path, text: str, since: int, proc: subprocess.Popen[bytes], limit: float
-) -> bool:
-    """Until ``text`` appears in the log after byte ``since`` (False: not within ``limit``)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and proc.poll() is None:
-        if text.encode() in log.read_bytes()[since:]:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_kill_9_at_random_points_loses_and_double_counts_nothing(
