@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(1.0, gt=0)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # uvloop: less overhead per event
     link_cache_size: int = Field(100_000, ge=0)  # identity links remembered as sent
+    # a partition holding records that this worker leaves unread this long while its
+    # others move is restarted (faust-streaming #629); 0: never
+    stall_restart_s: float = Field(60.0, ge=0)
     # how soon the group gives a crashed worker's partitions to the others (Kafka's
     # group.min.session.timeout.ms, 6 s by default, is the floor); heartbeats every third
     kafka_session_timeout_s: float = Field(30.0, ge=1, le=3600)

@@ -220,13 +220,18 @@ def accept_stop_signals() -> None:
 
 def restart(stage: str, holes: list[Hole], stopping: bool = False, code: int = 0) -> None:
     """Replace this process by a fresh worker (same command line, same pid) before the
-    batch after the hole is acknowledged. Restarts less than ``RESTART_WINDOW_S`` apart
-    are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead. A worker
-    asked to stop exits at once instead, with ``code`` (0, or 70 when it stops after a
-    crash): the next start reads the records again."""
-    where = describe(holes)
+    batch after the hole is acknowledged: see ``restart_for``."""
+    restart_for(stage, f"records never delivered ({describe(holes)})", stopping, code)
+
+
+def restart_for(stage: str, why: str, stopping: bool = False, code: int = 0) -> None:
+    """Replace this process by a fresh worker (same command line, same pid), which reads
+    from the group's committed offsets again. Restarts less than ``RESTART_WINDOW_S``
+    apart are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead. A
+    worker asked to stop exits at once instead, with ``code`` (0, or 70 when it stops
+    after a crash): the next start reads the records again."""
     if stopping:
-        log.warning("%s: records never delivered (%s) while stopping: exiting now", stage, where)
+        log.warning("%s: %s while stopping: exiting now", stage, why)
         logging.shutdown()
         os._exit(code)
     count, last = (int(x) for x in os.environ.get(RESTARTS_ENV, "0:0").split(":"))
@@ -234,14 +239,11 @@ def restart(stage: str, holes: list[Hole], stopping: bool = False, code: int = 0
     count = count + 1 if now - last < RESTART_WINDOW_S else 1
     if count > MAX_RESTARTS:
         log.critical(
-            "%s: records never delivered (%s), %d restarts in %.0f s: exiting",
-            *(stage, where, count - 1, RESTART_WINDOW_S),
+            "%s: %s, %d restarts in %.0f s: exiting", stage, why, count - 1, RESTART_WINDOW_S
         )
         logging.shutdown()
         os._exit(70)
-    log.critical(
-        "%s: records never delivered (%s); restart %d to read them again", stage, where, count
-    )
+    log.critical("%s: %s; restart %d to read them again", stage, why, count)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -21,8 +22,9 @@ from streams.continuity import (
     delivered,
     describe,
     restart,
+    restart_for,
 )
-from streams.lag import Offsets, export_lag
+from streams.lag import Offsets, StallWatch, export_lag
 from streams.topics import ensure_topics
 
 log = logging.getLogger("segstream.worker")
@@ -38,6 +40,7 @@ def build(settings: Settings) -> Pipeline:
     n, within = settings.batch_size, settings.batch_within_s
     broker = Broker(settings)
     seen: list[Continuity] = []
+    busy: set[str] = set()  # topics whose agent is in the middle of a batch
 
     def continuity() -> Continuity:
         seen.append(Continuity(broker.committed, broker.holds_records))
@@ -80,8 +83,12 @@ def build(settings: Settings) -> Pipeline:
         async def agent(stream: Any) -> None:
             c = continuity()
             async for events in stream.take_events(n, within=within):
-                await whole(stage, c, events)
-                await stages.guarded(stage, work(events))
+                busy.add(p.names[topic])
+                try:
+                    await whole(stage, c, events)
+                    await stages.guarded(stage, work(events))
+                finally:
+                    busy.discard(p.names[topic])
                 guard.finished(events)
                 stages.batch_done()
 
@@ -106,11 +113,15 @@ def build(settings: Settings) -> Pipeline:
     async def train(stream: Any) -> None:
         c = continuity()
         async for events in stream.take_events(n, within=within):
-            if holes := await c.check(delivered(events)):
-                # one latest sample per user: reading the whole topic again makes up for it
-                log.warning("trainer: records never delivered (%s); restoring", describe(holes))
-                await trainer.reset()
-            await stages.guarded("trainer", trainer.batch(events))
+            busy.add(p.names["training"])
+            try:
+                if holes := await c.check(delivered(events)):
+                    # one latest sample per user: reading the whole topic again makes up
+                    log.warning("trainer: records never delivered (%s); restoring", describe(holes))
+                    await trainer.reset()
+                await stages.guarded("trainer", trainer.batch(events))
+            finally:
+                busy.discard(p.names["training"])
             guard.finished(events)
             stages.batch_done()
 
@@ -118,14 +129,24 @@ def build(settings: Settings) -> Pipeline:
     async def publish() -> None:
         await trainer.tick()
 
+    stalls = StallWatch(settings.stall_restart_s)
+
     @app.timer(LAG_EVERY_S)
     async def lag() -> None:
-        """The group's lag on the partitions assigned here (gone ones are dropped)."""
+        """The group's lag on the partitions assigned here (gone ones are dropped); a
+        partition left unread while the others move restarts the worker."""
         tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
         try:
-            export_lag(await offsets.read_async(tps))
+            positions = await offsets.read_async(tps)
         except Exception as exc:  # Kafka unreachable: keep the last figures
             log.warning("could not read the group's offsets: %s", exc)
+            return
+        export_lag(positions)
+        if stalled := stalls.observe(positions, time.monotonic(), busy):
+            where = ", ".join(f"{t}[{n}]" for t, n in stalled)
+            why = f"partitions not read for {settings.stall_restart_s:.0f} s: {where}"
+            async with p.lock:  # not in the middle of a profile batch
+                restart_for("lag", why, stopping=app.should_stop, code=exit_code(p))
 
     @app.task
     async def started() -> None:
