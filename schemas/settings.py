@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in containers, so Prometheus can scrape
     data_dir: str = ".local/worker"
     batch_size: int = Field(500, ge=1, le=100_000)
-    batch_within_s: float = Field(0.05, gt=0, le=10)
+    batch_within_s: float = Field(0.01, gt=0, le=10)  # each hop waits up to this to fill a batch
     commit_interval_s: float = Field(1.0, gt=0)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # uvloop: less overhead per event
     link_cache_size: int = Field(100_000, ge=0)  # identity links remembered as sent
@@ -153,7 +153,9 @@ class Settings(BaseSettings):
     hysteresis: float = Field(0.15, ge=0, lt=1)
     match_max_distance: float = Field(3.0, gt=0)
     train_sample_every: int = Field(1, ge=1)
-    publish_every_samples: int = Field(2000, ge=1)
+    publish_every_samples: int = Field(
+        20_000, ge=1
+    )  # also every publish_every_s; each version rescores every user
     publish_every_s: float = Field(10.0, gt=0)
     model_secret: SecretStr = SecretStr("segstream-dev-model-key-change-me")
 

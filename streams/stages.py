@@ -358,7 +358,7 @@ def batch_done() -> None:
     metrics.LAST_BATCH.set_to_current_time()
 
 
-async def rescore_forever(p: Pipeline, chunk: int = 500) -> None:
+async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
     """Whenever a new snapshot arrives, re-assign every local profile with it."""
     while True:
         await p.snapshot_changed.wait()

@@ -157,14 +157,21 @@ class TrainerStage:
 
     async def _publish(self, caught_up: bool) -> None:
         assert self.trainer is not None
-        snap = self.trainer.cycle(caught_up=caught_up)
-        if snap is None:
+        trainer, secret = self.trainer, self.p.settings.model_secret.get_secret_value().encode()
+
+        def cycle() -> tuple[Snapshot, bytes, dict[int, dict[str, Any]]] | None:
+            snap = trainer.cycle(caught_up=caught_up)
+            if snap is None:
+                return None
+            value = checkpoint.encode(snap, trainer.learner, secret)
+            return snap, value, segment_profiles(snap, self.p.space)
+
+        # hundreds of milliseconds of learning, drift and silhouette: in a thread, so the
+        # event loop keeps serving the other agents (the trainer's lock is held meanwhile)
+        done = await asyncio.to_thread(cycle)
+        if done is None:
             return
-        s = self.p.settings
-        value = checkpoint.encode(
-            snap, self.trainer.learner, s.model_secret.get_secret_value().encode()
-        )
-        profiles = segment_profiles(snap, self.p.space)
+        snap, value, profiles = done
         report = self.trainer.report
         await self.p.send([("model", b"current", value), *segment_events(snap, report, profiles)])
         await self.p.redis_retry(
