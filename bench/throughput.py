@@ -20,9 +20,10 @@ fixed load below saturation (``bench/freshness.py``); after the worker stopped,
 ``ari_batch`` and ``id_churn`` from its ``segments`` topic (``bench/quality.py``).
 
 4. ``throughput_2workers_eps``: the same stream in a second namespace, read by two
-   ``segstream worker`` processes in one group, from the first one's ``Ready`` until
-   the group has committed everything; ``eps_per_worker_cpu_2workers`` divides by
-   the CPU seconds of both;
+   ``segstream worker`` processes in one group: both start on empty topics, and once
+   the group is stable with the partitions split, the stream is produced; from then
+   until the group has committed everything. ``eps_per_worker_cpu_2workers`` divides
+   by the CPU seconds of both;
 5. ``lookup_p99_ms`` beside ``redis_get_p99_ms``: ``bench/api_latency.py --quick``
    (the lookup API and plain Redis GETs from the same load process, 2,000 requests/s).
 
@@ -53,7 +54,8 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -73,6 +75,7 @@ from models.quality import adjusted_rand_index  # noqa: E402
 from schemas.parse import EventParser, Rejection  # noqa: E402
 from schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E402
 from streams.lag import Offsets  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 FRESHNESS_RATE_EPS = 5000.0  # the target's load, or half the measured throughput if lower
@@ -234,7 +237,8 @@ def worker_e2e(
         seconds, cpu = run_to_the_end(settings, [proc], [log])
         per_event = records_per_event(settings, events)  # before any more events come
         # not timed: the model settles, then the live segments are judged
-        wait_for_segments(settings, sorted(truth), timeout=600, settle=5, proc=proc)
+        # settled: no new version for 2.5 publish intervals (the model has stopped moving)
+        wait_for_segments(settings, sorted(truth), timeout=600, settle=25, proc=proc)
         judged = quality(settings, truth)
         rate = min(FRESHNESS_RATE_EPS, round(events / seconds / 2, -2))
         offsets = Offsets(settings)
@@ -268,8 +272,26 @@ def worker_e2e(
     }
 
 
-def two_workers(settings: Settings, events: int, work: Path) -> dict[str, float]:
-    """The same stream, read by two worker processes in one group."""
+def group_of_two(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until the group is stable with two members that each own partitions."""
+    admin = AdminClient(kafka_client_config(settings))
+    deadline = time.monotonic() + 300
+    while True:
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+        found = admin.describe_consumer_groups([settings.consumer_group])
+        group = found[settings.consumer_group].result()
+        owned = [len(m.assignment.topic_partitions) for m in group.members]
+        if group.state == ConsumerGroupState.STABLE and len(owned) == 2 and all(owned):
+            return
+        time.sleep(0.5)
+
+
+def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[str, float]:
+    """The same stream, read by two worker processes in one group: both start on empty
+    topics; once the group is stable with the partitions split between them, the
+    stream is produced, and the clock runs from then until the group has committed it
+    all (the producer's own time included: it outruns the workers many times over)."""
+    ensure_topics(settings)
     logs = [work / "worker-a.log", work / "worker-b.log"]
     procs = []
     for i, log in enumerate(logs):
@@ -279,13 +301,28 @@ def two_workers(settings: Settings, events: int, work: Path) -> dict[str, float]
             "SEGSTREAM_WORKER_ID": f"bench-{i}",
         }
         procs.append(start_worker(settings, log, env=env))
+    offsets = Offsets(settings)
     try:
-        seconds, cpu = run_to_the_end(settings, procs, logs)
+        for proc, log in zip(procs, logs, strict=True):
+            wait_ready(proc, log, time.monotonic() + 300)
+        group_of_two(settings, procs)
+        start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
+        n, _ = produce_sample(settings, users=users, seed=seed)
+        done_twice = 0
+        while done_twice < 2:
+            for p, log in zip(procs, logs, strict=True):
+                assert p.poll() is None, log.read_text()[-3000:]
+            assert time.perf_counter() - start < 1800, "two workers did not finish"
+            done_twice = done_twice + 1 if group_done(offsets, inputs_of(settings)) else 0
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
     finally:
+        offsets.close()
         codes = [stop_worker(p) for p in procs]
     for code, log in zip(codes, logs, strict=True):
         assert code == 0, log.read_text()[-3000:]
-    return {"seconds": seconds, "cpu_s": cpu}
+    return {"events": n, "seconds": seconds, "cpu_s": cpu}
 
 
 def api_latency(work: Path) -> dict[str, float]:
@@ -321,21 +358,20 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
     s = Settings(namespace=f"bench{uuid.uuid4().hex[:6]}", metrics_port=0)
     n, g = produce_sample(s, users=users, seed=seed)
     s2 = Settings(namespace=f"{s.namespace}x2", metrics_port=0)
-    produce_sample(s2, users=users, seed=seed)
     with tempfile.TemporaryDirectory(prefix="segstream-bench-") as tmp:
         work = Path(tmp)
         raw = raw_consume(s, n)
         faust_only = faust_consume_only(s, n, work)
         e2e = worker_e2e(s, n, work, g.truth, g.end_ms)
-        two = two_workers(s2, n, work)
+        two = two_workers(s2, users, seed, work)
         api = api_latency(work)
     return {
         "events": n,
         "users": users,
         "throughput_eps": round(n / e2e["seconds"]),
         "eps_per_worker_cpu": round(n / e2e["cpu_s"]),
-        "throughput_2workers_eps": round(n / two["seconds"]),
-        "eps_per_worker_cpu_2workers": round(n / two["cpu_s"]),
+        "throughput_2workers_eps": round(two["events"] / two["seconds"]),
+        "eps_per_worker_cpu_2workers": round(two["events"] / two["cpu_s"]),
         "faust_consume_only_eps": round(n / faust_only["seconds"]),
         "faust_consume_only_eps_per_cpu": round(n / faust_only["cpu_s"]),
         "raw_consume_eps": round(n / raw["seconds"]),

@@ -56,6 +56,7 @@ class Trainer:
         self.users: dict[str, tuple[dict[str, float], int]] = {}  # key -> (raw, as_of_ms)
         self.watermark_ms = 0
         self.pending = 0  # observations since the last cycle
+        self.unlearned = 0  # observations since the last learning step
         self.drift = drift
         self.quality_sample = quality_sample
         self.adapting = False  # a feature drift was confirmed: learn faster for a cycle
@@ -70,6 +71,7 @@ class Trainer:
         self.users[key] = (dict(raw), as_of_ms)
         self.watermark_ms = max(self.watermark_ms, as_of_ms)
         self.pending += 1
+        self.unlearned += 1
 
     def forget(self, key: str) -> None:
         self.users.pop(key, None)
@@ -89,10 +91,7 @@ class Trainer:
         keys = list(self.users)
         if not keys:
             return None
-        # uniform draws from the population: a small population is seen several times
-        draws = self.learn_per_cycle * (ADAPT_FACTOR if self.adapting else 1)
-        for key in self.rng.choices(keys, k=draws):
-            self.learner.learn_one(self._now_vector(*self.users[key]))
+        self.learn(self.learn_per_cycle * (ADAPT_FACTOR if self.adapting else 1))
         self.adapting = False
         population = self._sample(keys)
         self.pending = 0
@@ -101,6 +100,16 @@ class Trainer:
         if snap is not None:
             self.report = self._report(before, snap, population, caught_up)
         return snap
+
+    def learn(self, draws: int | None = None) -> None:
+        """A learning step without a new version: ``draws`` uniform draws from the
+        population (a small population is seen several times); ``learn_per_cycle`` by
+        default. Versions cost every user a re-assignment, learning does not."""
+        keys = list(self.users)
+        if keys:
+            for key in self.rng.choices(keys, k=draws or self.learn_per_cycle):
+                self.learner.learn_one(self._now_vector(*self.users[key]))
+        self.unlearned = 0
 
     def idle_check(self) -> Report | None:
         """A drift check on the population as it stands, when the last cycle had to skip

@@ -153,9 +153,10 @@ class Settings(BaseSettings):
     hysteresis: float = Field(0.15, ge=0, lt=1)
     match_max_distance: float = Field(3.0, gt=0)
     train_sample_every: int = Field(1, ge=1)
-    publish_every_samples: int = Field(
-        20_000, ge=1
-    )  # also every publish_every_s; each version rescores every user
+    # a version after this many new samples, besides every publish_every_s; each version
+    # re-assigns every user, so versions in quick succession cost what events cost
+    publish_every_samples: int = Field(20_000, ge=1)
+    learn_every_samples: int = Field(2_000, ge=1)  # a learning step, without a new version
     publish_every_s: float = Field(10.0, gt=0)
     model_secret: SecretStr = SecretStr("segstream-dev-model-key-change-me")
 

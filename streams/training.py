@@ -131,6 +131,8 @@ class TrainerStage:
                     )
             if trainer.pending >= self.p.settings.publish_every_samples:
                 await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
+            elif trainer.unlearned >= self.p.settings.learn_every_samples:
+                await asyncio.to_thread(trainer.learn)  # the loop serves the others meanwhile
 
     async def tick(self) -> None:
         caught_up = self.owns_training() and await self._caught_up()  # outside the lock

@@ -236,3 +236,18 @@ def test_drift_waits_until_the_pipeline_caught_up_then_an_idle_check_judges():
     assert t.idle_check() is not None and t.report.checked  # caught up, no new data
     assert t.report.drifts.features == ["frequency_30d"]
     assert t.idle_check() is None  # nothing new to judge
+
+
+def test_learning_between_versions_teaches_the_learner_without_a_version():
+    learner = RecordingLearner()
+    t = Trainer(SPACE, learner, learn_per_cycle=50, seed=3)
+    for i in range(40):
+        t.observe(f"u:{i}", raw(1, 40, 2) if i % 2 else raw(90, 1, 0), 1_000)
+    assert t.unlearned == 40
+    t.learn()
+    assert len(learner.learned) == 50 and learner.snapshots == []  # no version
+    assert t.unlearned == 0 and t.pending == 40  # the next cycle still publishes them
+    t.learn(7)
+    assert len(learner.learned) == 57
+    t.cycle()
+    assert len(learner.snapshots) == 1 and t.pending == 0
