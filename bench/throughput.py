@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -184,20 +185,23 @@ def inputs_of(settings: Settings) -> list[tuple[str, int]]:
     return [(t, p) for t in names for p in range(settings.partitions)]
 
 
-def run_to_the_end(
-    settings: Settings, procs: list[subprocess.Popen[bytes]], logs: list[Path]
+def clocked(
+    settings: Settings,
+    procs: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+    begin: Callable[[], Any] = lambda: None,
 ) -> tuple[float, float]:
-    """From the first worker's ``Ready`` until the group has committed every input
-    record (twice in a row): wall seconds, and the CPU seconds of all the workers."""
+    """From now (``begin()`` included) until the group has committed every input record
+    (twice in a row): wall seconds, and the CPU seconds of all the workers."""
     offsets = Offsets(settings)
     try:
-        deadline = time.monotonic() + 1800
-        wait_ready(procs[0], logs[0], deadline)
         start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
+        begin()
         done_twice = 0
         while done_twice < 2:
             for p, log in zip(procs, logs, strict=True):
-                assert p.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                assert p.poll() is None, log.read_text()[-3000:]
+            assert time.perf_counter() - start < 1800, "the workers did not finish"
             done_twice = done_twice + 1 if group_done(offsets, inputs_of(settings)) else 0
             time.sleep(0.2)
         seconds = time.perf_counter() - start
@@ -234,7 +238,8 @@ def worker_e2e(
     env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": str(port)}
     proc = start_worker(settings, log, env=env)
     try:
-        seconds, cpu = run_to_the_end(settings, [proc], [log])
+        wait_ready(proc, log, time.monotonic() + 1800)  # the backlog is waiting already
+        seconds, cpu = clocked(settings, [proc], [log])
         per_event = records_per_event(settings, events)  # before any more events come
         # not timed: the model settles, then the live segments are judged
         # settled: no new version for 2.5 publish intervals (the model has stopped moving)
@@ -301,27 +306,22 @@ def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[s
             "SEGSTREAM_WORKER_ID": f"bench-{i}",
         }
         procs.append(start_worker(settings, log, env=env))
-    offsets = Offsets(settings)
+    produced: list[int] = []
     try:
         for proc, log in zip(procs, logs, strict=True):
             wait_ready(proc, log, time.monotonic() + 300)
         group_of_two(settings, procs)
-        start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
-        n, _ = produce_sample(settings, users=users, seed=seed)
-        done_twice = 0
-        while done_twice < 2:
-            for p, log in zip(procs, logs, strict=True):
-                assert p.poll() is None, log.read_text()[-3000:]
-            assert time.perf_counter() - start < 1800, "two workers did not finish"
-            done_twice = done_twice + 1 if group_done(offsets, inputs_of(settings)) else 0
-            time.sleep(0.2)
-        seconds = time.perf_counter() - start
-        cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+        seconds, cpu = clocked(
+            settings,
+            procs,
+            logs,
+            lambda: produced.append(produce_sample(settings, users=users, seed=seed)[0]),
+        )
     finally:
-        offsets.close()
         codes = [stop_worker(p) for p in procs]
     for code, log in zip(codes, logs, strict=True):
         assert code == 0, log.read_text()[-3000:]
+    n = produced[0]
     return {"events": n, "seconds": seconds, "cpu_s": cpu}
 
 

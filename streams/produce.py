@@ -4,6 +4,7 @@ exported history) and the records commands write (erasures, audit entries, API k
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from confluent_kafka import Producer
@@ -12,12 +13,25 @@ from models.synthetic import Generated
 from schemas.settings import Settings, kafka_client_config
 
 
-def producer(settings: Settings) -> Producer:
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """What every segstream producer shares: idempotent, every replica acknowledges, lz4,
+    and the Java client's murmur2 partitioner (aiokafka's), so keyed records land on the
+    partitions the workers' tables expect (``Runtime.partition_of``)."""
     conf = kafka_client_config(settings)
     conf.update(
-        {"enable.idempotence": True, "acks": "all", "linger.ms": 10, "compression.type": "lz4"}
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "partitioner": "murmur2_random",
+        }
     )
-    return Producer(conf)
+    return conf
+
+
+def producer(settings: Settings) -> Producer:
+    return Producer(producer_config(settings))
 
 
 def send_all(

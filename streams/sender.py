@@ -18,8 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from schemas.settings import Settings, kafka_client_config
+from schemas.settings import Settings
 from streams import metrics
+from streams.produce import producer_config
 
 log = logging.getLogger("segstream.worker")
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
@@ -27,26 +28,12 @@ RETRY_MAX_S = 5.0
 FLUSH_WAIT_S = 10.0
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    conf = kafka_client_config(settings)
-    conf.update(
-        {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",  # the Java client's (and aiokafka's) hash
-            "message.timeout.ms": 30_000,  # then the delivery fails and ``send`` retries it
-        }
-    )
-    return conf
-
-
 class Sender:
     """Send records and wait until the broker has every one; failures are retried."""
 
     def __init__(self, settings: Settings) -> None:
-        self.config = producer_config(settings)
+        # a delivery not done by then fails, and ``send`` retries it
+        self.config = {**producer_config(settings), "message.timeout.ms": 30_000}
         self.producer = Producer(self.config)
         self.pool = ThreadPoolExecutor(4, thread_name_prefix="flush")
 

@@ -143,7 +143,7 @@ def build(settings: Settings) -> Pipeline:
             return
         export_lag(positions)
         if stalled := stalls.observe(positions, time.monotonic(), busy):
-            where = ", ".join(f"{t}[{n}]" for t, n in stalled)
+            where = ", ".join(f"{topic}[{part}]" for topic, part in stalled)
             why = f"partitions not read for {settings.stall_restart_s:.0f} s: {where}"
             async with p.lock:  # not in the middle of a profile batch
                 restart_for("lag", why, stopping=app.should_stop, code=exit_code(p))

@@ -400,13 +400,14 @@ def test_stop_grace_period_exceeds_the_graceful_stop(name: str) -> None:
 
 def test_worker_replicas_do_not_exceed_partitions() -> None:
     partitions = int(setting(k8s_role("worker").env, "partitions"))
+    checked = []
     for _, doc in k8s_objects():
         labels = doc.get("metadata", {}).get("labels", {})
-        if doc["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") in (
-            "worker",
-            "triggers",
-        ):
+        component = labels.get("app.kubernetes.io/component")
+        if doc["kind"] == "Deployment" and component in ("worker", "triggers"):
             assert 1 <= doc["spec"]["replicas"] <= partitions, doc["metadata"]["name"]
+            checked.append(component)
+    assert sorted(checked) == ["triggers", "worker"]
 
 
 def test_worker_pdb_selects_the_worker_pods() -> None:
