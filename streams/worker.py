@@ -130,12 +130,15 @@ def build(settings: Settings) -> Pipeline:
         await trainer.tick()
 
     stalls = StallWatch(settings.stall_restart_s)
+    # the agents' inputs; Faust also assigns table changelogs (read only to restore them,
+    # never committed) and its leader topic, which would read as lag that never drains
+    inputs = {t.get_topic_name() for t in p.topics.values()}
 
     @app.timer(LAG_EVERY_S)
     async def lag() -> None:
         """The group's lag on the partitions assigned here (gone ones are dropped); a
         partition left unread while the others move restarts the worker."""
-        tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in inputs]
         try:
             positions = await offsets.read_async(tps)
         except Exception as exc:  # Kafka unreachable: keep the last figures
