@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(60.0, gt=0)
     webhook_concurrency: int = Field(16, ge=1, le=1024)
     triggers_tick_s: float = Field(1.0, gt=0)
+    # the relay's /metrics, on metrics_host; its own port, so that a worker and a relay
+    # on one host do not collide (0: not served)
+    triggers_metrics_port: int = Field(9109, ge=0, le=65535)
 
     # ------------------------------------------------------------------ names
     def topic(self, name: str) -> str:

@@ -348,21 +348,27 @@ def k8s_pod_annotations(component: str) -> dict[str, str]:
     raise AssertionError(f"no pod template with component {component}")
 
 
-def test_worker_metrics_port_is_the_setting_everywhere() -> None:
+@pytest.mark.parametrize(
+    ("name", "port_field"), [("worker", "metrics_port"), ("triggers", "triggers_metrics_port")]
+)
+def test_metrics_port_is_the_setting_everywhere(name: str, port_field: str) -> None:
     """The containerPort Prometheus discovers (named "metrics", as prometheus.yml's
-    Kubernetes block expects), the annotation and compose's DNS discovery."""
-    worker = k8s_role("worker")
-    port = int(setting(worker.env, "metrics_port"))
+    Kubernetes block expects), the annotation, compose's DNS discovery and healthcheck,
+    for the worker and the trigger relay (job segstream-<role>)."""
+    k8s = k8s_role(name)
+    port = int(setting(k8s.env, port_field))
+    assert port == Settings.model_fields[port_field].default, "the manifests use the default"
     all_interfaces = "0.0.0.0"  # noqa: S104 - what a container must listen on to be scraped
-    assert setting(worker.env, "metrics_host") == all_interfaces
-    ports = {p["name"]: p["containerPort"] for p in worker.spec["ports"]}
+    assert setting(k8s.env, "metrics_host") == all_interfaces
+    ports = {p["name"]: p["containerPort"] for p in k8s.spec["ports"]}
     assert ports == {"metrics": port}
-    assert int(k8s_pod_annotations("worker")["prometheus.io/port"]) == port
+    assert int(k8s_pod_annotations(name)["prometheus.io/port"]) == port
     prom = yaml.safe_load((PROM / "prometheus-compose.yml").read_text())
-    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "segstream-worker"]
-    (compose_worker,) = [c for c in compose_containers() if c.args[:1] == ["worker"]]
-    assert job["dns_sd_configs"][0]["port"] == int(setting(compose_worker.env, "metrics_port"))
-    assert str(job["dns_sd_configs"][0]["port"]) in str(compose_worker.spec["healthcheck"])
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == f"segstream-{name}"]
+    (in_compose,) = [c for c in compose_containers() if c.args[:1] == [name]]
+    assert job["dns_sd_configs"][0]["names"] == [name]
+    assert job["dns_sd_configs"][0]["port"] == int(setting(in_compose.env, port_field))
+    assert str(job["dns_sd_configs"][0]["port"]) in str(in_compose.spec["healthcheck"])
 
 
 def stop_bound() -> float:
