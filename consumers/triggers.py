@@ -11,6 +11,8 @@ Two stages in one Faust app (consumer group ``{ns}-triggers``), each at-least-on
 
 A change delivered twice fires once (state remembers change ids); a trigger
 delivered twice carries the same ``webhook-id``, so receivers dedupe on it.
+
+Its metrics are served on ``SEGSTREAM_METRICS_HOST:SEGSTREAM_TRIGGERS_METRICS_PORT``.
 """
 
 from __future__ import annotations
@@ -19,24 +21,47 @@ import asyncio
 import logging
 import time
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import httpx
 import orjson
-from prometheus_client import Counter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from consumers.webhooks import deliver
 from models.triggers import TriggerState, next_due, on_change, on_tick
 from schemas.records import is_segment_event
 from schemas.settings import Settings
+from streams import metrics
 from streams.app import Runtime
 from streams.stages import guarded
 
 log = logging.getLogger("segstream.triggers")
 
-FIRED = Counter("segstream_triggers_fired_total", "Triggers fired", ["rule"])
-WEBHOOKS = Counter(
-    "segstream_webhook_deliveries_total", "Webhook deliveries by outcome", ["outcome"]
+# What the relay serves: its own counters and, of the worker's, those the relay's code
+# moves too (dead letters, failed sends). Not the worker's others: a relay exporting
+# segstream_last_batch_timestamp_seconds 0 would read as a worker that never finished a batch.
+RELAY_REGISTRY = CollectorRegistry()
+FIRED = Counter(
+    "segstream_triggers_fired_total", "Triggers fired", ["rule"], registry=RELAY_REGISTRY
 )
+WEBHOOKS = Counter(
+    "segstream_webhook_deliveries_total",
+    "Webhook deliveries by outcome",
+    ["outcome"],
+    registry=RELAY_REGISTRY,
+)
+for _shared in (metrics.DLQ, metrics.KAFKA_SEND_ERRORS):
+    RELAY_REGISTRY.register(_shared)
+ProcessCollector(registry=RELAY_REGISTRY)
+PlatformCollector(registry=RELAY_REGISTRY)
+GCCollector(registry=RELAY_REGISTRY)
+OUTCOMES = ("delivered", "failed")
 
 
 def now_ms() -> int:
@@ -191,6 +216,16 @@ def build(settings: Settings) -> TriggerRelay:
     return r
 
 
+def serve_metrics(settings: Settings) -> WSGIServer | None:
+    """The relay's ``/metrics`` (``triggers_metrics_port``; 0: not served), every rule's
+    and outcome's counter exported at 0 from the start, so ``increase()`` sees the first."""
+    for rule in settings.trigger_rules:
+        FIRED.labels(rule.name)
+    for outcome in OUTCOMES:
+        WEBHOOKS.labels(outcome)
+    return metrics.serve_metrics(settings, settings.triggers_metrics_port, RELAY_REGISTRY)
+
+
 def run(settings: Settings, loglevel: str = "info") -> None:
     import faust
 
@@ -201,5 +236,6 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     if not settings.trigger_rules:
         log.warning("no SEGSTREAM_TRIGGER_RULES: segment changes are read but nothing fires")
     relay = build(settings)
+    serve_metrics(settings)
     use_event_loop(settings)
     faust.Worker(relay.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()

@@ -11,10 +11,11 @@ Built once at start-up and passed down; nothing else reads the environment.
 
 from __future__ import annotations
 
+import ssl
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.triggers import Rule
@@ -108,6 +109,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
+    # mutual TLS: the client's certificate (PEM) and its private key, both or neither, with
+    # an SSL protocol; the key's password if it is encrypted. The keyfile comes last: its
+    # check sees the others (a check on the password would print it in the error).
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_keyfile: str | None = Field(None, validate_default=True)
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
 
@@ -186,6 +193,36 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(60.0, gt=0)
     webhook_concurrency: int = Field(16, ge=1, le=1024)
     triggers_tick_s: float = Field(1.0, gt=0)
+    # the relay's /metrics, on metrics_host; its own port, so that a worker and a relay
+    # on one host do not collide (0: not served)
+    triggers_metrics_port: int = Field(9109, ge=0, le=65535)
+
+    @field_validator("kafka_ssl_keyfile")
+    @classmethod
+    def _client_certificate(cls, keyfile: str | None, info: ValidationInfo) -> str | None:
+        certfile = info.data.get("kafka_ssl_certfile")
+        if certfile and not keyfile:
+            raise ValueError(
+                "SEGSTREAM_KAFKA_SSL_CERTFILE is set without it: mutual TLS needs the "
+                "client certificate and its private key, set both or neither"
+            )
+        if keyfile and not certfile:
+            raise ValueError(
+                "set without SEGSTREAM_KAFKA_SSL_CERTFILE: mutual TLS needs the client "
+                "certificate and its private key, set both or neither"
+            )
+        if not keyfile and info.data.get("kafka_ssl_key_password") is not None:
+            raise ValueError(
+                "SEGSTREAM_KAFKA_SSL_KEY_PASSWORD is set without it: the password decrypts "
+                "the client key, set the key file (and SEGSTREAM_KAFKA_SSL_CERTFILE) or drop it"
+            )
+        protocol = info.data.get("kafka_security_protocol")
+        if keyfile and protocol not in (None, "SSL", "SASL_SSL"):
+            raise ValueError(
+                f"a client certificate needs TLS, and SEGSTREAM_KAFKA_SECURITY_PROTOCOL is "
+                f"{protocol}: use SSL or SASL_SSL, or unset the certificate and key"
+            )
+        return keyfile
 
     # ------------------------------------------------------------------ names
     def topic(self, name: str) -> str:
@@ -265,4 +302,27 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
         )
     if settings.kafka_ssl_cafile:
         conf["ssl.ca.location"] = settings.kafka_ssl_cafile
+    if settings.kafka_ssl_certfile:
+        conf["ssl.certificate.location"] = settings.kafka_ssl_certfile
+        conf["ssl.key.location"] = settings.kafka_ssl_keyfile
+    if settings.kafka_ssl_key_password is not None:
+        conf["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
     return conf
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS of the asyncio clients (aiokafka readers, the Faust apps): the brokers' CA
+    (default: the system's) and, for mutual TLS, the client's certificate and key. A key
+    that does not match the certificate or its password raises ``ssl.SSLError``; a
+    missing file, ``OSError``: at start-up, before any connection."""
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_ssl_certfile:
+        password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            settings.kafka_ssl_certfile,
+            settings.kafka_ssl_keyfile,
+            # "" rather than None: an encrypted key without its password is an error, never
+            # OpenSSL's interactive prompt (a plain key ignores the password)
+            password.get_secret_value() if password is not None else "",
+        )
+    return context

@@ -34,7 +34,7 @@ from models.identity import Out, SentLinks
 from models.segments import Snapshot
 from schemas.privacy import redact_emails
 from schemas.records import DeadLetter
-from schemas.settings import TOPICS, Settings
+from schemas.settings import TOPICS, Settings, kafka_ssl_context
 from streams import metrics
 from streams.sender import Sender
 
@@ -50,19 +50,13 @@ def faust_broker_credentials(settings: Settings) -> Any:
             username=settings.kafka_sasl_username or "",
             password=password.get_secret_value() if password else "",
             mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=_ssl_context(settings)
+            ssl_context=kafka_ssl_context(settings)
             if "SSL" in settings.kafka_security_protocol
             else None,
         )
     if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(_ssl_context(settings))
+        return faust.SSLCredentials(kafka_ssl_context(settings))
     return None
-
-
-def _ssl_context(settings: Settings) -> Any:
-    import ssl
-
-    return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
 
 
 def use_event_loop(settings: Settings) -> None:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+from schemas.settings import Settings
 
 KNOWN_TYPES = frozenset(
     {
@@ -117,3 +128,15 @@ DRIFT_DETECTED = Counter(
 def event_type_label(event_type: str) -> str:
     """Bound the label's cardinality: free-form names count as ``other``."""
     return event_type if event_type in KNOWN_TYPES else "other"
+
+
+def serve_metrics(
+    settings: Settings, port: int, registry: CollectorRegistry = REGISTRY
+) -> WSGIServer | None:
+    """Serve ``registry`` at ``/metrics`` on ``settings.metrics_host:port`` from a daemon
+    thread, as the worker (``metrics_port``) and the trigger relay (``triggers_metrics_port``)
+    do; port 0: nothing is served. The server is returned so that tests can shut it down."""
+    if not port:
+        return None
+    server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+    return server

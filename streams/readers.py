@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.settings import Settings
+from schemas.settings import Settings, kafka_ssl_context
 
 
 def aiokafka_config(settings: Settings) -> dict[str, object]:
@@ -21,9 +21,7 @@ def aiokafka_config(settings: Settings) -> dict[str, object]:
         if settings.kafka_sasl_password:
             conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     if "SSL" in settings.kafka_security_protocol:
-        import ssl
-
-        conf["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        conf["ssl_context"] = kafka_ssl_context(settings)
     return conf
 
 

@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import faust
-from prometheus_client import start_http_server
 
 from schemas.settings import SOURCES, Settings
 from streams import metrics, stages, training
@@ -176,8 +175,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     created = ensure_topics(settings)
     if created:
         log.info("created topics: %s", ", ".join(created))
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    metrics.serve_metrics(settings, settings.metrics_port)
     for kind in ("feature", "segment", "centroid"):
         metrics.DRIFT_DETECTED.labels(kind)  # exported at 0, so increase() sees the first
     metrics.MODEL_OWNER.set(0)

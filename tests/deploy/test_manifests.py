@@ -145,6 +145,8 @@ def k8s_containers() -> Iterator[Container]:
                     env.update(secrets)
             for var in c.get("env", []):
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref.get("optional") and ref["key"] not in secrets:
+                    continue  # commented out in the template: unset, as in a pod
                 env[var["name"]] = secrets[ref["key"]] if ref else var["value"]
             command = c.get("command") or []
             assert command[:1] in ([], ["segstream"]), f"{path.name}: runs {command}"
@@ -233,6 +235,30 @@ def test_each_containers_environment_is_valid_settings(c: Container, monkeypatch
         pytest.fail(f"{c.where}: {exc}", pytrace=False)
 
 
+@pytest.mark.parametrize("name", FAUST_ROLES)
+def test_the_client_certificate_paths_are_files_of_the_mounted_secret(name, monkeypatch) -> None:
+    """configmap.yaml's commented mutual-TLS paths lie in the optional Secret the Kafka pods
+    mount, and with them uncommented the pod's settings still validate."""
+    text = (K8S / "configmap.yaml").read_text()
+    paths = dict(re.findall(r"^  # (SEGSTREAM_KAFKA_SSL_(?:CERT|KEY)FILE): (\S+)$", text, re.M))
+    assert set(paths) == {"SEGSTREAM_KAFKA_SSL_CERTFILE", "SEGSTREAM_KAFKA_SSL_KEYFILE"}
+    c = k8s_role(name)
+    (volume,) = [
+        v
+        for v in c.pod["volumes"]
+        if v.get("secret", {}).get("secretName") == "segstream-kafka-client"
+    ]
+    assert volume["secret"]["optional"] is True, "mutual TLS is optional"
+    (mount,) = [m for m in c.spec["volumeMounts"] if m["name"] == volume["name"]]
+    assert all(PurePosixPath(p).parent == PurePosixPath(mount["mountPath"]) for p in paths.values())
+    for var in list(os.environ):
+        if var.startswith(PREFIX):
+            monkeypatch.delenv(var)
+    for var, value in {**c.env, **paths}.items():
+        monkeypatch.setenv(var, value)
+    assert Settings().kafka_ssl_keyfile == paths["SEGSTREAM_KAFKA_SSL_KEYFILE"]
+
+
 def _resolve(group: Any, args: list[str], where: str) -> Any:
     """The command ``args`` runs, checking each name and option on the way. (Typer's
     commands are click commands, from its own copy of click in recent versions.)"""
@@ -295,6 +321,9 @@ def test_secret_and_configmap_references_resolve() -> None:
     assert (K8S / ".gitignore").read_text().split() == ["secrets.env"], "keep it out of git"
     template = read_env_file(SECRETS_EXAMPLE)
     assert all("CHANGE-ME" in v for v in template.values()), "placeholders only"
+    commented = {  # optional keys: in the template as `# KEY=CHANGE-ME`, documented
+        m.group(1) for m in re.finditer(r"^# (SEGSTREAM_\w+)=", SECRETS_EXAMPLE.read_text(), re.M)
+    }
     maps, secrets = configmaps(), secret_names()
     for path, doc in k8s_objects():
         pod = doc.get("spec", {}).get("template", {}).get("spec", {})
@@ -308,11 +337,15 @@ def test_secret_and_configmap_references_resolve() -> None:
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] in secrets, f"{path.name}: {ref}"
-                    assert ref["key"] in template, f"{path.name}: {ref['key']} not in template"
+                    known = template.keys() | (commented if ref.get("optional") else set())
+                    assert ref["key"] in known, f"{path.name}: {ref['key']} not in template"
         for volume in pod.get("volumes", []):
             if "configMap" in volume:
                 cm = volume["configMap"]
                 assert cm["name"] in maps or cm.get("optional"), f"{path.name}: {cm}"
+            if "secret" in volume:
+                secret = volume["secret"]
+                assert secret["secretName"] in secrets or secret.get("optional"), path.name
 
 
 def api_routes() -> set[str]:
@@ -348,21 +381,27 @@ def k8s_pod_annotations(component: str) -> dict[str, str]:
     raise AssertionError(f"no pod template with component {component}")
 
 
-def test_worker_metrics_port_is_the_setting_everywhere() -> None:
+@pytest.mark.parametrize(
+    ("name", "port_field"), [("worker", "metrics_port"), ("triggers", "triggers_metrics_port")]
+)
+def test_metrics_port_is_the_setting_everywhere(name: str, port_field: str) -> None:
     """The containerPort Prometheus discovers (named "metrics", as prometheus.yml's
-    Kubernetes block expects), the annotation and compose's DNS discovery."""
-    worker = k8s_role("worker")
-    port = int(setting(worker.env, "metrics_port"))
+    Kubernetes block expects), the annotation, compose's DNS discovery and healthcheck,
+    for the worker and the trigger relay (job segstream-<role>)."""
+    k8s = k8s_role(name)
+    port = int(setting(k8s.env, port_field))
+    assert port == Settings.model_fields[port_field].default, "the manifests use the default"
     all_interfaces = "0.0.0.0"  # noqa: S104 - what a container must listen on to be scraped
-    assert setting(worker.env, "metrics_host") == all_interfaces
-    ports = {p["name"]: p["containerPort"] for p in worker.spec["ports"]}
+    assert setting(k8s.env, "metrics_host") == all_interfaces
+    ports = {p["name"]: p["containerPort"] for p in k8s.spec["ports"]}
     assert ports == {"metrics": port}
-    assert int(k8s_pod_annotations("worker")["prometheus.io/port"]) == port
+    assert int(k8s_pod_annotations(name)["prometheus.io/port"]) == port
     prom = yaml.safe_load((PROM / "prometheus-compose.yml").read_text())
-    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "segstream-worker"]
-    (compose_worker,) = [c for c in compose_containers() if c.args[:1] == ["worker"]]
-    assert job["dns_sd_configs"][0]["port"] == int(setting(compose_worker.env, "metrics_port"))
-    assert str(job["dns_sd_configs"][0]["port"]) in str(compose_worker.spec["healthcheck"])
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == f"segstream-{name}"]
+    (in_compose,) = [c for c in compose_containers() if c.args[:1] == [name]]
+    assert job["dns_sd_configs"][0]["names"] == [name]
+    assert job["dns_sd_configs"][0]["port"] == int(setting(in_compose.env, port_field))
+    assert str(job["dns_sd_configs"][0]["port"]) in str(in_compose.spec["healthcheck"])
 
 
 def stop_bound() -> float:

@@ -219,6 +219,7 @@ def test_config_loads_the_rules_and_scrapes_the_default_ports() -> None:
     fields = Settings.model_fields
     assert targets["segstream-worker"] == [f"127.0.0.1:{fields['metrics_port'].default}"]
     assert targets["segstream-api"] == [f"127.0.0.1:{fields['api_port'].default}"]
+    assert targets["segstream-triggers"] == [f"127.0.0.1:{fields['triggers_metrics_port'].default}"]
 
 
 # ------------------------------------------------------------------ dashboard
@@ -277,20 +278,17 @@ def test_the_readme_lists_every_metric_the_code_exports_and_no_other() -> None:
 
     import streams.metrics  # noqa: F401  (registers the worker's metrics)
     from consumers.api import create_app
+    from consumers.triggers import RELAY_REGISTRY
     from schemas.settings import Settings
 
-    exported = {
-        m.name + ("_total" if m.type == "counter" else "")
-        for m in REGISTRY.collect()
-        if m.name.startswith("segstream_")
-    }
     app = create_app(Settings())
     api: CollectorRegistry = app.state.metrics_registry
-    exported |= {
+    families = [*REGISTRY.collect(), *api.collect(), *RELAY_REGISTRY.collect()]
+    exported = {
         m.name + ("_total" if m.type == "counter" else "")
-        for m in api.collect()
+        for m in families
         if m.name.startswith("segstream_")
     }
     assert exported == CONTRACT
-    histograms = {m.name for m in [*REGISTRY.collect(), *api.collect()] if m.type == "histogram"}
+    histograms = {m.name for m in families if m.type == "histogram"}
     assert {h for h in histograms if h.startswith("segstream_")} == HISTOGRAMS

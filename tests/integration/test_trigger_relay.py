@@ -130,6 +130,7 @@ def test_rules_dwell_cap_retries_and_dedupe_against_a_real_receiver(
     env = {
         "SEGSTREAM_NAMESPACE": settings.namespace,
         "SEGSTREAM_METRICS_PORT": "0",
+        "SEGSTREAM_TRIGGERS_METRICS_PORT": "0",
         "SEGSTREAM_TRIGGER_RULES": orjson.dumps(rules).decode(),
         "SEGSTREAM_WEBHOOK_URLS": orjson.dumps([url]).decode(),
         "SEGSTREAM_WEBHOOK_SECRET": SECRET,

@@ -216,3 +216,53 @@ def test_masked_redis_url(monkeypatch, url, shown):
 def test_masked_redis_url_hides_a_query_string_password(monkeypatch):
     monkeypatch.setenv("SEGSTREAM_REDIS_URL", "redis://redis.internal:6379/0?password=qs-pw-42")
     assert "qs-pw-42" not in json.dumps(Settings().masked())
+
+
+# ------------------------------------------------------------------ Kafka client certificate
+MTLS_ENV = {
+    "SEGSTREAM_KAFKA_SECURITY_PROTOCOL": "SSL",
+    "SEGSTREAM_KAFKA_SSL_CERTFILE": "/certs/client.pem",
+    "SEGSTREAM_KAFKA_SSL_KEYFILE": "/certs/client.key",
+    "SEGSTREAM_KAFKA_SSL_KEY_PASSWORD": "mtls-key-pw-9",
+}
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_a_client_certificate_with_tls(monkeypatch, protocol):
+    for name, value in {**MTLS_ENV, "SEGSTREAM_KAFKA_SECURITY_PROTOCOL": protocol}.items():
+        monkeypatch.setenv(name, value)
+    s = Settings()
+    assert (s.kafka_ssl_certfile, s.kafka_ssl_keyfile) == ("/certs/client.pem", "/certs/client.key")
+    assert s.kafka_ssl_key_password is not None
+    assert s.kafka_ssl_key_password.get_secret_value() == "mtls-key-pw-9"
+    assert "mtls-key-pw-9" not in repr(s)
+    assert s.masked()["kafka_ssl_key_password"] == "**********"
+
+
+@pytest.mark.parametrize(
+    ("unset", "protocol", "says"),
+    [
+        ("SEGSTREAM_KAFKA_SSL_KEYFILE", "SSL", "SEGSTREAM_KAFKA_SSL_CERTFILE is set without it"),
+        ("SEGSTREAM_KAFKA_SSL_CERTFILE", "SSL", "set without SEGSTREAM_KAFKA_SSL_CERTFILE"),
+        ("SEGSTREAM_NAMESPACE", "PLAINTEXT", "needs TLS, and SEGSTREAM_KAFKA_SECURITY_PROTOCOL is"),
+        ("SEGSTREAM_NAMESPACE", "SASL_PLAINTEXT", "use SSL or SASL_SSL"),
+    ],
+)
+def test_a_client_certificate_needs_its_key_and_tls(monkeypatch, unset, protocol, says):
+    for name, value in {**MTLS_ENV, "SEGSTREAM_KAFKA_SECURITY_PROTOCOL": protocol}.items():
+        if name != unset:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("kafka_ssl_keyfile",)  # the CLI names SEGSTREAM_KAFKA_SSL_KEYFILE
+    assert says in error["msg"]
+    assert "mtls-key-pw-9" not in str(caught.value)  # the error never shows the password
+
+
+def test_a_key_password_needs_a_key(monkeypatch):
+    monkeypatch.setenv("SEGSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("SEGSTREAM_KAFKA_SSL_KEY_PASSWORD", "mtls-key-pw-9")
+    with pytest.raises(ValidationError, match="KEY_PASSWORD is set without it") as caught:
+        Settings()
+    assert "mtls-key-pw-9" not in str(caught.value)
