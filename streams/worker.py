@@ -20,6 +20,7 @@ from streams.continuity import (
     accept_stop_signals,
     delivered,
     describe,
+    leave_group,
     restart,
     restart_for,
 )
@@ -49,7 +50,13 @@ def build(settings: Settings) -> Pipeline:
         """Restart the process if Faust skipped records before or inside this batch."""
         holes = await c.check(delivered(events))
         if holes:
-            restart(stage, holes, stopping=app.should_stop, code=exit_code(p))
+            restart(stage, holes, stopping=app.should_stop, code=exit_code(p), leave=leave)
+
+    def leave() -> None:
+        """Out of the group before a restart (faust-streaming 0.15.3, pinned: the
+        consumer thread's aiokafka consumer and loop)."""
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        leave_group(thread._ensure_consumer(), thread.thread_loop)
 
     guard = CommitGuard(t.get_topic_name() for t in p.topics.values())
     guard.install(app.consumer)
@@ -148,7 +155,7 @@ def build(settings: Settings) -> Pipeline:
             where = ", ".join(f"{topic}[{part}]" for topic, part in stalled)
             why = f"partitions not read for {settings.stall_restart_s:.0f} s: {where}"
             async with p.lock:  # not in the middle of a profile batch
-                restart_for("lag", why, stopping=app.should_stop, code=exit_code(p))
+                restart_for("lag", why, stopping=app.should_stop, code=exit_code(p), leave=leave)
 
     @app.task
     async def started() -> None:
