@@ -58,7 +58,7 @@ def build(settings: Settings) -> Pipeline:
         thread = app.consumer._thread  # type: ignore[attr-defined]
         leave_group(thread._ensure_consumer(), thread.thread_loop)
 
-    guard = CommitGuard(t.get_topic_name() for t in p.topics.values())
+    guard = CommitGuard(p.names.values())
     guard.install(app.consumer)
 
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
@@ -138,7 +138,7 @@ def build(settings: Settings) -> Pipeline:
     stalls = StallWatch(settings.stall_restart_s)
     # the agents' inputs; Faust also assigns table changelogs (read only to restore them,
     # never committed) and its leader topic, which would read as lag that never drains
-    inputs = {t.get_topic_name() for t in p.topics.values()}
+    inputs = set(p.names.values())
 
     @app.timer(LAG_EVERY_S)
     async def lag() -> None:
