@@ -15,7 +15,9 @@ user near a boundary does not flap.
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,10 @@ from typing import Any
 from river import cluster, preprocessing
 
 from models.segment_ids import match_ids
+from models.swap import best_swap
+
+log = logging.getLogger(__name__)
+Point = tuple[float, ...]
 
 MIN_SHARE = 0.01  # a centroid that wins fewer than 1% of recent samples is not a segment
 
@@ -209,10 +215,21 @@ class SegmentLearner:
         centers = self._centers()
         if not centers:
             return None
-        share = self._shares(centers, mean, std, population)
+        points = [
+            tuple((x.get(f, 0.0) - m) / s for f, m, s in zip(self.features, mean, std, strict=True))
+            for x in population
+        ]
+        share = self._shares(centers, points)
         live = {label: c for label, c in centers.items() if share[label] >= MIN_SHARE}
         dead = [label for label in centers if label not in live]
-        self.unsettled = bool(dead) and self._reseed(dead, live, mean, std, population)
+        if dead:
+            self.unsettled = self._reseed(dead, live, points)
+        else:
+            self.unsettled = self._swap(centers, points)
+            if self.unsettled:  # publish the better fit now
+                centers = self._centers()
+                share = self._shares(centers, points)
+                live = {label: c for label, c in centers.items() if share[label] >= MIN_SHARE}
         prev = self.published
         next_id = prev.next_id if prev else 0
         previous: dict[int, tuple[float, ...]] = {}
@@ -258,13 +275,34 @@ class SegmentLearner:
             label: tuple(float(c.get(f, 0.0)) for f in self.features) for label, c in raw.items()
         }
 
+    def _swap(self, centers: Mapping[Any, tuple[float, ...]], points: list[Point]) -> bool:
+        """Move one k-means centroid out of a local optimum (see :mod:`models.swap`);
+        the move is drawn from a generator seeded by the seed and ``n_seen``, so the
+        same learner makes the same move in any process."""
+        if self.config.type != "kmeans":
+            return False
+        labels = list(centers)
+        rng = random.Random(self.seed * 1_000_003 + self.n_seen)  # noqa: S311 - not security
+        move = best_swap(points, [centers[label] for label in labels], rng)
+        if move is None:
+            return False
+        log.info(
+            "segment model: moved a centroid out of a local optimum "
+            "(within-segment sum of squares %.1f -> %.1f)",
+            move.before,
+            move.after,
+        )
+        for label, center in zip(labels, move.centers, strict=True):
+            target = self.clusterer.centers[label]
+            for f, v in zip(self.features, center, strict=True):
+                target[f] = v
+        return True
+
     def _reseed(
         self,
         dead: list[Any],
         live: Mapping[Any, tuple[float, ...]],
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        population: Sequence[Mapping[str, float]],
+        points: list[Point],
     ) -> bool:
         """Move dead k-means centroids to the users farthest from every live one.
 
@@ -275,10 +313,6 @@ class SegmentLearner:
         if self.config.type != "kmeans" or not live:
             return False
         anchors = list(live.values())
-        points = [
-            tuple((x.get(f, 0.0) - m) / s for f, m, s in zip(self.features, mean, std, strict=True))
-            for x in population
-        ]
         for label in dead:
             far = max(points, key=lambda z: min(math.dist(z, a) for a in anchors))
             if min(math.dist(far, a) for a in anchors) < 1e-9:
@@ -289,16 +323,10 @@ class SegmentLearner:
             anchors.append(far)
         return True
 
-    def _shares(
-        self,
-        centers: Mapping[Any, tuple[float, ...]],
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        population: Sequence[Mapping[str, float]],
-    ) -> dict[Any, float]:
+    @staticmethod
+    def _shares(centers: Mapping[Any, tuple[float, ...]], points: list[Point]) -> dict[Any, float]:
         counts = dict.fromkeys(centers, 0)
-        for x in population:
-            z = [(x.get(f, 0.0) - m) / s for f, m, s in zip(self.features, mean, std, strict=True)]
+        for z in points:
             nearest = min(centers, key=lambda lab: math.dist(z, centers[lab]))
             counts[nearest] += 1
-        return {label: n / len(population) for label, n in counts.items()}
+        return {label: n / len(points) for label, n in counts.items()}
