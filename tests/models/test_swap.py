@@ -11,6 +11,7 @@ import orjson
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from models.arrival import browsers, interleave
 from models.features import feature_space
 from models.oracle import run
 from models.segments import SegmentLearner
@@ -103,27 +104,6 @@ def test_the_learner_leaves_a_local_optimum_and_publishes_the_fix_at_once():
     assert [s.id for s in again.segments] == [s.id for s in snap.segments]
 
 
-def _csv_visitors(end: datetime) -> list[tuple[str, bytes]]:
-    """Twenty browsers unlike any persona, as in the end-to-end test's CSV replay."""
-    rng = random.Random(5)
-    out = []
-    for u in range(20):
-        for s in range(3):
-            start = end - timedelta(days=rng.uniform(1, 20))
-            for i in range(rng.randint(3, 6)):
-                event = {
-                    "event_id": f"csv-{u}-{s}-{i}",
-                    "anonymous_id": f"csv-visitor-{u}",
-                    "ts": int((start + timedelta(seconds=30 * i)).timestamp() * 1000),
-                    "type": "page_view",
-                    "page": "/p/1",
-                    "session_id": f"csv-s-{u}-{s}",
-                    "channel": "organic",
-                }
-                out.append(("web", orjson.dumps(event)))
-    return out
-
-
 @pytest.mark.parametrize("trial", [0, 2, 4])
 def test_six_groups_are_found_whatever_the_arrival_order(trial):
     """The end-to-end test's population (five personas plus CSV visitors, six clusters)
@@ -131,24 +111,18 @@ def test_six_groups_are_found_whatever_the_arrival_order(trial):
     a persona split in two, the visitors merged into another persona (ARI 0.93)."""
     s = Settings(clusterer={"type": "kmeans", "n_clusters": 6})
     space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
-    key = s.email_hash_key.get_secret_value().encode()
     g = Generator(users=300, seed=11)
-    events = [(e.source, orjson.dumps(e.value)) for e in g.events()]
+    outsiders = list(browsers(g.end_ms))
+    generated = [*g.events(), *outsiders] if trial % 2 == 0 else [*outsiders, *g.events()]
+    stream = interleave([(e.source, orjson.dumps(e.value)) for e in generated], seed=trial)
     end = datetime.fromtimestamp(g.end_ms / 1000, tz=UTC)
-    stream = events + _csv_visitors(end) if trial % 2 == 0 else _csv_visitors(end) + events
-    rng = random.Random(trial)  # partitions interleave: chunks arrive roughly in order
-    chunks = [stream[i : i + 50] for i in range(0, len(stream), 50)]
-    order = sorted(range(len(chunks)), key=lambda i: i + rng.uniform(-5, 5))
-    stream = [x for i in order for x in chunks[i]]
-    parser = EventParser(key, now=lambda: end + timedelta(days=1))
+    parser = EventParser(b"swap-test-key", now=lambda: end + timedelta(days=1))
     learner = SegmentLearner(space.names, s.clusterer, seed=42)
-    result = run(
-        stream, parser, space, trainer=Trainer(space, learner, seed=trial), cycle_every=500
-    )
+    trainer = Trainer(space, learner, seed=trial)
+    result = run(stream, parser, space, trainer=trainer, cycle_every=500)
     keys = sorted(g.truth)
-    assert (
-        adjusted_rand_score([g.truth[k] for k in keys], [result.segments[k] for k in keys]) == 1.0
-    )
-    visitors = Counter(result.segments[f"a:csv-visitor-{u}"] for u in range(20))
+    found = [result.segments[k] for k in keys]
+    assert adjusted_rand_score([g.truth[k] for k in keys], found) == 1.0
+    visitors = Counter(result.segments[f"a:{e.key}"] for e in outsiders)
     assert len(visitors) == 1  # the visitors share a segment of their own
-    assert next(iter(visitors)) not in {result.segments[k] for k in keys}
+    assert next(iter(visitors)) not in set(found)
