@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sklearn.metrics import adjusted_rand_score
 
-from models.arrival import browsers, interleave
+from models.arrival import browsers, replay
 from models.features import feature_space
-from models.oracle import run
+from models.quality import adjusted_rand_index
 from models.segments import Point, SegmentLearner
 from models.swap import best_swap
 from models.synthetic import Generator
-from models.trainer import Trainer
-from schemas.parse import EventParser
 from schemas.settings import Settings
 
 
@@ -41,18 +37,13 @@ def orders(args: argparse.Namespace, learner_class: type[SegmentLearner]) -> lis
     space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
     g = Generator(users=args.users, seed=args.seed)
     outsiders = list(browsers(g.end_ms)) if args.browsers else []
-    end = datetime.fromtimestamp(g.end_ms / 1000, tz=UTC)
     keys = sorted(g.truth)
     scores = []
     for trial in range(args.orders):
-        generated = [*g.events(), *outsiders] if trial % 2 == 0 else [*outsiders, *g.events()]
-        stream = interleave([(e.source, orjson.dumps(e.value)) for e in generated], seed=trial)
-        parser = EventParser(b"bench-key", now=lambda: end + timedelta(days=1))
-        learner = learner_class(space.names, s.clusterer, seed=42)
-        trainer = Trainer(space, learner, seed=trial)
-        result = run(stream, parser, space, trainer=trainer, cycle_every=500)
+        events = [*g.events(), *outsiders] if trial % 2 == 0 else [*outsiders, *g.events()]
+        result = replay(events, trial, space, learner_class(space.names, s.clusterer, seed=42))
         found = [result.segments[k] for k in keys]
-        scores.append(adjusted_rand_score([g.truth[k] for k in keys], found))
+        scores.append(adjusted_rand_index([g.truth[k] for k in keys], found))
     return scores
 
 

@@ -5,7 +5,8 @@ its partitions' batches interleaved, so one population arrives in many orders.
 :func:`interleave` draws such orders (chunks kept, nearby chunks swapped);
 :func:`browsers` adds a small group unlike any persona of
 :class:`~models.synthetic.Generator` (short anonymous browsing sessions, nothing
-bought), as a CSV export replayed from another tool would.
+bought), as a CSV export replayed from another tool would; :func:`replay` runs the
+in-memory pipeline (:mod:`models.oracle`) over one such order.
 
 >>> order = interleave(list(range(200)), seed=1, chunk=10)
 >>> sorted(order) == list(range(200)) and order != list(range(200))
@@ -21,7 +22,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import orjson
+
+from models.features import FeatureSpace
+from models.oracle import OracleResult, run
+from models.segments import SegmentLearner
 from models.synthetic import Generated
+from models.trainer import Trainer
+from schemas.parse import EventParser
 
 T = TypeVar("T")
 
@@ -56,3 +64,20 @@ def browsers(end_ms: int, users: int = 20, seed: int = 5) -> Iterator[Generated]
                     "channel": "organic",
                 }
                 yield Generated("web", visitor, value)
+
+
+def replay(
+    events: Sequence[Generated],
+    order: int,
+    space: FeatureSpace,
+    learner: SegmentLearner,
+    cycle_every: int = 500,
+) -> OracleResult:
+    """The in-memory pipeline over ``events`` in arrival order ``order`` (the seed of
+    :func:`interleave` and of the trainer's sampling), a model cycle every
+    ``cycle_every`` observations; the parser's clock is a day after the last event."""
+    records = interleave([(e.source, orjson.dumps(e.value)) for e in events], seed=order)
+    end = datetime.fromtimestamp(max(e.value["ts"] for e in events) / 1000, tz=UTC)
+    parser = EventParser(b"arrival-key", now=lambda: end + timedelta(days=1))
+    trainer = Trainer(space, learner, seed=order)
+    return run(records, parser, space, trainer=trainer, cycle_every=cycle_every)

@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from consumers.api_keys import admin_client, create_key
 from consumers.queries import lookup_users
+from models.arrival import browsers
 from models.features import FeatureSpace, feature_space
 from models.health import cents, value_of
 from models.oracle import OracleResult
@@ -91,30 +92,19 @@ class Run:
     worker_log: Path
 
 
-def _csv(path: Path, end: datetime) -> list[str]:
-    """History exported from another tool: its own column names, ISO times."""
-    rng = random.Random(5)
+def _csv(path: Path, end_ms: int) -> list[str]:
+    """History exported from another tool (``models.arrival.browsers``, ``CSV_USERS`` of
+    them): its own column names, ISO times."""
     profiles = []
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["Id", "Visitor", "When", "Kind", "Page", "Session"])
-        for u in range(CSV_USERS):
-            visitor = f"csv-visitor-{u}"
-            profiles.append("a:" + visitor)
-            for s in range(3):
-                session_start = end - timedelta(days=rng.uniform(1, 20))
-                for i in range(rng.randint(3, 6)):
-                    when = (session_start + timedelta(seconds=30 * i)).isoformat()
-                    w.writerow(
-                        [
-                            f"csv-{u}-{s}-{i}",
-                            visitor,
-                            when,
-                            "page_view",
-                            f"/p/{rng.randrange(50)}",
-                            f"csv-s-{u}-{s}",
-                        ]
-                    )
+        for e in browsers(end_ms, users=CSV_USERS):
+            v = e.value
+            when = datetime.fromtimestamp(v["ts"] / 1000, tz=UTC).isoformat()
+            w.writerow([v["event_id"], e.key, when, v["type"], v["page"], v["session_id"]])
+            if "a:" + e.key not in profiles:
+                profiles.append("a:" + e.key)
     return profiles
 
 
@@ -147,7 +137,7 @@ def run(
 
     tmp = tmp_path_factory.mktemp("e2e")
     csv_path = tmp / "export.csv"
-    csv_profiles = _csv(csv_path, datetime.fromtimestamp(g.end_ms / 1000, tz=UTC))
+    csv_profiles = _csv(csv_path, g.end_ms)
     env = {**os.environ, "SEGSTREAM_NAMESPACE": settings.namespace}
     subprocess.run(
         [

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import orjson
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from models.arrival import browsers, interleave
+from models.arrival import browsers, replay
 from models.features import feature_space
-from models.oracle import run
 from models.segments import SegmentLearner
 from models.swap import best_swap, inertia, lloyd
 from models.synthetic import Generator
-from models.trainer import Trainer
-from schemas.parse import EventParser
 from schemas.settings import KMeansConfig, Settings
 
 BLOBS = ((0.0, 0.0), (6.0, 0.0), (0.0, 6.0), (6.0, 6.0))
@@ -113,13 +108,8 @@ def test_six_groups_are_found_whatever_the_arrival_order(trial):
     space = feature_space(s.features, s.paid_channels, s.social_channels, s.email_channels)
     g = Generator(users=300, seed=11)
     outsiders = list(browsers(g.end_ms))
-    generated = [*g.events(), *outsiders] if trial % 2 == 0 else [*outsiders, *g.events()]
-    stream = interleave([(e.source, orjson.dumps(e.value)) for e in generated], seed=trial)
-    end = datetime.fromtimestamp(g.end_ms / 1000, tz=UTC)
-    parser = EventParser(b"swap-test-key", now=lambda: end + timedelta(days=1))
-    learner = SegmentLearner(space.names, s.clusterer, seed=42)
-    trainer = Trainer(space, learner, seed=trial)
-    result = run(stream, parser, space, trainer=trainer, cycle_every=500)
+    events = [*g.events(), *outsiders] if trial % 2 == 0 else [*outsiders, *g.events()]
+    result = replay(events, trial, space, SegmentLearner(space.names, s.clusterer, seed=42))
     keys = sorted(g.truth)
     found = [result.segments[k] for k in keys]
     assert adjusted_rand_score([g.truth[k] for k in keys], found) == 1.0
