@@ -211,6 +211,9 @@ class Pipeline(Runtime):
         self.writer = SegmentWriter(self.redis, s)
         self.snapshot: Snapshot | None = None
         self.snapshot_changed = asyncio.Event()
+        # the tables hold their whole changelogs: false from a rebalance's start until
+        # its recovery has read them to the end (the worker's signal handlers flip it)
+        self.tables_ready = False
         self.watermark_ms = 0
         self.erased: set[str] = set()  # aliases of erased people (the ``erasures`` topic)
         self.erasures_loaded = asyncio.Event()  # set once the whole topic has been read

@@ -240,7 +240,7 @@ def erase_effects(
     fx.records.append(("audit", key, entry.to_json()))
 
 
-async def apply_effects(p: Pipeline, fx: Effects) -> None:
+async def apply_effects(p: Pipeline, fx: Effects, rescore: bool = False) -> None:
     """Make a batch's effects durable, before its input offsets are acknowledged.
 
     Redis first: a segment record Redis refuses (it holds a newer one, written by the
@@ -248,6 +248,11 @@ async def apply_effects(p: Pipeline, fx: Effects) -> None:
     ``segment-changes``, so the topic's latest record per user stays the one Redis
     holds. Then the records, then the table's changelog. A crash in between replays the
     batch: Redis takes an equal record again, and the rest follows.
+
+    A ``rescore`` changes only assignments: a profile whose record Redis refuses was
+    read older than the one Redis holds, and writing it back to the changelog would
+    move the table back in time. So it is not written. (A batch of events writes its
+    state all the same: its events are in it, and replays bring the rest.)
     """
     accepted = await p.redis_retry(p.writer.accepted, fx.writes, fx.deletes)
     stale = {r.profile.encode() for r, ok in zip(fx.writes, accepted, strict=True) if not ok}
@@ -257,7 +262,8 @@ async def apply_effects(p: Pipeline, fx: Effects) -> None:
         r for r in fx.records if not (r[0] in ("segments", "segment-changes") and r[1] in stale)
     )
     metrics.REDIS_WRITES.inc(len(accepted) - len(stale))
-    await p.write_table(p.profiles, fx.table)
+    table = {k: v for k, v in fx.table.items() if k not in stale} if rescore else fx.table
+    await p.write_table(p.profiles, table)
 
 
 async def profile_batch(p: Pipeline, events: list[Any]) -> None:
@@ -359,21 +365,28 @@ def batch_done() -> None:
 
 
 async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
-    """Whenever a new snapshot arrives, re-assign every local profile with it."""
+    """Whenever a new snapshot arrives, re-assign every local profile with it.
+
+    Never while a rebalance restores the tables: half-way through its changelog a
+    profile holds an older state, and its rescore would write that state back as the
+    newest. The end of the recovery sets ``snapshot_changed`` again.
+    """
     while True:
         await p.snapshot_changed.wait()
         p.snapshot_changed.clear()
         snap = p.snapshot
-        if snap is None:
-            continue  # no model yet (a rebalance before the first one): nothing to assign
+        if snap is None or not p.tables_ready:
+            continue  # no model yet, or tables being restored: the rebalance's end calls again
         keys = list(p.profiles.data.keys())
         moved = 0
         for i in range(0, len(keys), chunk):
-            if p.snapshot is not snap:
-                break  # a newer one came; the loop starts over with it
+            if p.snapshot is not snap or not p.tables_ready:
+                break  # a newer model came, or a rebalance began: the loop starts over
             async with p.lock:
                 if p.app.should_stop:
                     return  # the producer goes next: start nothing that cannot finish
+                if not p.tables_ready:
+                    break
                 fx = Effects()
                 owned = p.owned_partitions()  # a partition given away: its new owner writes
                 for key in keys[i : i + chunk]:
@@ -390,7 +403,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
                     if changed:  # a version-only refresh is not worth a changelog record
                         fx.table[key] = after.to_json()
                         moved += 1
-                await apply_effects(p, fx)
+                await apply_effects(p, fx, rescore=True)
         log.info(
             "rescored %d profiles with model v%s (%d moved)",
             len(keys),

@@ -62,6 +62,7 @@ def build(settings: Settings) -> Pipeline:
     guard.install(app.consumer)
 
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
+        p.tables_ready = False  # a rebalance begins: the tables will be restored
         for c in seen:
             c.forget((tp.topic, tp.partition) for tp in revoked)
         guard.forget((tp.topic, tp.partition) for tp in revoked)
@@ -71,6 +72,7 @@ def build(settings: Settings) -> Pipeline:
     async def rescore_gained(_: Any, **__: Any) -> None:
         """Tables restored after a rebalance: profiles of partitions gained may still
         carry a model older than the one the previous owner was rescoring to."""
+        p.tables_ready = True
         p.snapshot_changed.set()
 
     app.on_rebalance_complete.connect(rescore_gained)  # type: ignore[arg-type]  # faust's stub
