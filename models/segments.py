@@ -224,12 +224,10 @@ class SegmentLearner:
         dead = [label for label in centers if label not in live]
         if dead:
             self.unsettled = self._reseed(dead, live, points)
-        else:
-            self.unsettled = self._swap(centers, points)
-            if self.unsettled:  # publish the better fit now
-                centers = self._centers()
-                share = self._shares(centers, points)
-                live = {label: c for label, c in centers.items() if share[label] >= MIN_SHARE}
+        elif self._swap(centers, points):  # publish the better fit now
+            centers = self._centers()
+            share = self._shares(centers, points)
+            live = {label: c for label, c in centers.items() if share[label] >= MIN_SHARE}
         prev = self.published
         next_id = prev.next_id if prev else 0
         previous: dict[int, tuple[float, ...]] = {}
@@ -276,9 +274,11 @@ class SegmentLearner:
         }
 
     def _swap(self, centers: Mapping[Any, tuple[float, ...]], points: list[Point]) -> bool:
-        """Move one k-means centroid out of a local optimum (see :mod:`models.swap`);
-        the move is drawn from a generator seeded by the seed and ``n_seen``, so the
-        same learner makes the same move in any process."""
+        """Polish the k-means centroids on ``points``, or move one out of a local optimum
+        (see :mod:`models.swap`); True when they changed. A move leaves the model
+        ``unsettled``: another cycle follows. The move is drawn from a generator seeded
+        by the seed and ``n_seen``, so the same learner makes it in any process."""
+        self.unsettled = False
         if self.config.type != "kmeans":
             return False
         labels = list(centers)
@@ -287,8 +287,10 @@ class SegmentLearner:
         if move is None:
             return False
         log.info(
-            "segment model: moved a centroid out of a local optimum "
-            "(within-segment sum of squares %.1f -> %.1f)",
+            "segment model: %s (within-segment sum of squares %.1f -> %.1f)",
+            "polished the centroids"
+            if move.index is None
+            else "moved a centroid out of a local optimum",
             move.before,
             move.after,
         )
@@ -296,6 +298,7 @@ class SegmentLearner:
             target = self.clusterer.centers[label]
             for f, v in zip(self.features, center, strict=True):
                 target[f] = v
+        self.unsettled = move.index is not None
         return True
 
     def _reseed(

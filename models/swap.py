@@ -9,9 +9,12 @@ fires, and more learning only deepens the fit.
 away and put it on a user the others serve badly (candidates are drawn the
 k-means++ way, in proportion to their squared distance). Both the current
 centroids and the best swap are then polished by a few Lloyd iterations on the
-same population, and the swap is proposed only if it lowers the polished
-within-segment sum of squares by ``min_gain`` (a fraction) or more. On a model
-that is already right every swap makes the fit worse, so nothing moves.
+same population. The move is kept only if it beats polishing alone by
+``min_gain`` (a fraction); the result, moved or only polished, is proposed only
+if it lowers the model's within-segment sum of squares by ``min_gain`` or more.
+Online k-means' centroids trail the groups they follow (each learns from its
+last few users), and polishing alone can be what a merged pair of groups needs.
+A model that already fits is left alone.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Swap:
-    index: int  # which centroid (position in the given list) moves
+    index: int | None  # which centroid (position in the given list) moved; None: none did
     centers: tuple[tuple[float, ...], ...]  # every centroid after the move, polished
-    before: float  # polished sum of squares without the move
-    after: float  # ... and with it
+    before: float  # sum of squares of the centroids as given
+    after: float  # ... and of ``centers``
 
 
 def _sq_dist(points: Array, centers: Array) -> Array:
@@ -67,7 +70,9 @@ def best_swap(
     iterations: int = 10,
     min_gain: float = 0.1,
 ) -> Swap | None:
-    """The one-centroid move that best lowers the sum of squares, if it gains enough."""
+    """Better centroids than ``centers``, if they lower the sum of squares by ``min_gain``:
+    the given ones polished, or the best one-centroid move polished, whichever fits
+    best. ``index`` says which centroid moved (None: polishing alone was enough)."""
     z = np.asarray(points, dtype=np.float64)
     c = np.asarray(centers, dtype=np.float64)
     k = len(c)
@@ -96,7 +101,11 @@ def best_swap(
     moved[j] = z[p]
     polished_now = lloyd(z, c, iterations)
     polished_moved = lloyd(z, moved, iterations)
-    before, after = inertia(z, polished_now), inertia(z, polished_moved)
-    if after > (1.0 - min_gain) * before:
+    now, after = inertia(z, polished_now), inertia(z, polished_moved)
+    # the move only when it beats polishing alone by min_gain too: no swap for noise
+    index: int | None = j if after <= (1.0 - min_gain) * now else None
+    if index is None:
+        polished_moved, after = polished_now, now
+    if after > (1.0 - min_gain) * total:
         return None
-    return Swap(j, tuple(tuple(float(v) for v in row) for row in polished_moved), before, after)
+    return Swap(index, tuple(tuple(float(v) for v in row) for row in polished_moved), total, after)

@@ -50,6 +50,16 @@ def test_a_split_group_and_a_shared_centroid_are_fixed_by_one_swap():
     assert adjusted_rand_score(truth, _labels(points, move.centers)) == 1.0
 
 
+def test_trailing_centroids_are_polished_without_a_move():
+    """Online k-means' centroids trail their groups; polishing alone fixes that."""
+    points, truth = _blobs()
+    trailing = [(x + 2.0, y + 2.0) for x, y in BLOBS]
+    move = best_swap(points, trailing, random.Random(1))
+    assert move is not None and move.index is None
+    assert move.after < 0.5 * move.before
+    assert adjusted_rand_score(truth, _labels(points, move.centers)) == 1.0
+
+
 def test_no_swap_on_a_model_that_fits():
     points, _ = _blobs()
     fitted = lloyd(np.asarray(points), np.asarray(BLOBS, dtype=float), 5)
