@@ -28,9 +28,9 @@ import api_latency as bench
 import orjson
 import redis.asyncio as aioredis
 
-from consumers.api import create_app
-from consumers.api.reader import AsyncSegmentReader
-from schemas.settings import Settings
+from segstream.consumers.api import create_app
+from segstream.consumers.api.reader import AsyncSegmentReader
+from segstream.schemas.settings import Settings
 
 Call = Callable[[int], Awaitable[None]]
 

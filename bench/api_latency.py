@@ -71,11 +71,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from consumers.api.reader import AsyncSegmentReader  # noqa: E402
-from consumers.api_keys import admin_client, create_key  # noqa: E402 (after the path)
-from consumers.redis_view import Keys, SegmentWriter  # noqa: E402
-from schemas.records import SegmentRecord  # noqa: E402
-from schemas.settings import DEFAULT_FEATURES, Settings  # noqa: E402
+from segstream.consumers.api.reader import AsyncSegmentReader  # noqa: E402
+from segstream.consumers.api_keys import admin_client, create_key  # noqa: E402 (after the path)
+from segstream.consumers.redis_view import Keys, SegmentWriter  # noqa: E402
+from segstream.schemas.records import SegmentRecord  # noqa: E402
+from segstream.schemas.settings import DEFAULT_FEATURES, Settings  # noqa: E402
 
 NAMESPACE = "bench-api"
 N_SEGMENTS = 5
@@ -348,7 +348,7 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
         exe = shutil.which("segstream") or "segstream"
         cli = [exe, "api", "--host", "127.0.0.1", "--port", str(port)]
         return [*cli, *shlex.split(args.api_args)]
-    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "consumers.api:create_app"]
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "segstream.consumers.api:create_app"]
     return [*uvicorn, "--host", "127.0.0.1", "--port", str(port), *shlex.split(args.uvicorn_args)]
 
 

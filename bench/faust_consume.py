@@ -23,8 +23,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.settings import SOURCES, Settings
-from streams.app import Runtime, use_event_loop
+from segstream.schemas.settings import SOURCES, Settings
+from segstream.streams.app import Runtime, use_event_loop
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import orjson
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.settings import Settings, kafka_client_config
+from segstream.schemas.settings import Settings, kafka_client_config
 
 TICK_S = 0.01
 METRIC = "segstream_write_latency_seconds"

@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from models.arrival import browsers, replay
-from models.features import feature_space
-from models.quality import adjusted_rand_index
-from models.segments import Point, SegmentLearner
-from models.swap import best_swap
-from models.synthetic import Generator
-from schemas.settings import Settings
+from segstream.models.arrival import browsers, replay
+from segstream.models.features import feature_space
+from segstream.models.quality import adjusted_rand_index
+from segstream.models.segments import Point, SegmentLearner
+from segstream.models.swap import best_swap
+from segstream.models.synthetic import Generator
+from segstream.schemas.settings import Settings
 
 
 class WithoutSwap(SegmentLearner):

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from consumers.exports import read
-from models import checkpoint
-from models.features import feature_space
-from models.quality import adjusted_rand_index
-from schemas.settings import Settings
+from segstream.consumers.exports import read
+from segstream.models import checkpoint
+from segstream.models.features import feature_space
+from segstream.models.quality import adjusted_rand_index
+from segstream.schemas.settings import Settings
 
 
 def segment_records(settings: Settings) -> list[dict[str, Any] | str]:

@@ -64,19 +64,19 @@ sys.path.insert(0, str(REPO))
 import freshness  # noqa: E402  (bench/, this script's directory)
 from quality import ari_batch, id_churn, model_segments, segment_records  # noqa: E402
 
-from consumers.queries import lookup_users  # noqa: E402
-from consumers.redis_view import Keys  # noqa: E402
-from consumers.sample import (  # noqa: E402
+from segstream.consumers.queries import lookup_users  # noqa: E402
+from segstream.consumers.redis_view import Keys  # noqa: E402
+from segstream.consumers.sample import (  # noqa: E402
     produce_sample,
     start_worker,
     stop_worker,
     wait_for_segments,
 )
-from models.quality import adjusted_rand_index  # noqa: E402
-from schemas.parse import EventParser, Rejection  # noqa: E402
-from schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E402
-from streams.lag import Offsets  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from segstream.models.quality import adjusted_rand_index  # noqa: E402
+from segstream.schemas.parse import EventParser, Rejection  # noqa: E402
+from segstream.schemas.settings import SOURCES, Settings, kafka_client_config  # noqa: E402
+from segstream.streams.lag import Offsets  # noqa: E402
+from segstream.streams.topics import ensure_topics  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 FRESHNESS_RATE_EPS = 5000.0  # the target's load, or half the measured throughput if lower

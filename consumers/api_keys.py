@@ -34,8 +34,8 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from schemas.errors import RedisUnavailable, SegstreamError
-from schemas.settings import Settings
+from segstream.schemas.errors import RedisUnavailable, SegstreamError
+from segstream.schemas.settings import Settings
 
 SCOPES = ("segments:read", "members:read")
 KEY_PREFIX = "sk_"
@@ -190,8 +190,8 @@ def revoke_key(client: redis.Redis, settings: Settings, name: str) -> list[str]:
 def publish_keys(settings: Settings, records: Mapping[str, ApiKey | None]) -> None:
     """Write ``{digest: record}`` to the compacted ``api-keys`` topic (None: revoked) and
     wait for the broker; raises RuntimeError when it does not take them."""
-    from streams.produce import deliver
-    from streams.topics import ensure_topics
+    from segstream.streams.produce import deliver
+    from segstream.streams.topics import ensure_topics
 
     ensure_topics(settings)
     topic = settings.topic("api-keys")
@@ -206,7 +206,7 @@ def publish_keys(settings: Settings, records: Mapping[str, ApiKey | None]) -> No
 
 def stored_keys(settings: Settings) -> dict[str, ApiKey | None]:
     """The latest record per digest on ``api-keys`` (None: revoked)."""
-    from consumers.exports import read
+    from segstream.consumers.exports import read
 
     out: dict[str, ApiKey | None] = {}
     for key, value in read(settings, settings.topic("api-keys")):

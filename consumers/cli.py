@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import SegstreamError
-from schemas.settings import CLUSTERER_TYPES, Settings
+from segstream.schemas.errors import SegstreamError
+from segstream.schemas.settings import CLUSTERER_TYPES, Settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Real-time behavioural customer segmentation."
@@ -105,7 +105,7 @@ def dev_status(
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info") -> None:
     """Run the stream processor (until SIGTERM; shuts down gracefully)."""
-    from streams.worker import run
+    from segstream.streams.worker import run
 
     try:
         run(settings(), loglevel=loglevel)
@@ -121,7 +121,7 @@ def generate(
     truth: Annotated[Path | None, typer.Option(help="Write profile → persona JSON here.")] = None,
 ) -> None:
     """Produce the built-in synthetic web/ad/CRM stream (planted personas) to the topics."""
-    from consumers.sample import produce_sample
+    from segstream.consumers.sample import produce_sample
 
     try:
         n, g = produce_sample(settings(), users=users, seed=seed)
@@ -148,7 +148,7 @@ def replay(
     rejects: Annotated[Path | None, typer.Option(help="Write rejected rows (JSONL) here.")] = None,
 ) -> None:
     """Backfill exported history: keeps event time, validates, reports rejected rows."""
-    from consumers.replay import ReplayError, replay_file
+    from segstream.consumers.replay import ReplayError, replay_file
 
     try:
         report = replay_file(
@@ -186,7 +186,7 @@ def lookup(
     ],
 ) -> None:
     """One JSON line per user: segment id and name, scores, features, model version."""
-    from consumers.queries import lookup_users
+    from segstream.consumers.queries import lookup_users
 
     try:
         lines, unknown = lookup_users(settings(), users)
@@ -202,7 +202,7 @@ def lookup(
 @app.command()
 def segments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The live segments: id, size, name and profile."""
-    from consumers.queries import segment_table
+    from segstream.consumers.queries import segment_table
 
     try:
         rows = segment_table(settings())
@@ -223,7 +223,7 @@ def report(
     ] = 2000,
 ) -> None:
     """A self-contained HTML report: sizes over time, profiles, a map of users, drift."""
-    from consumers.report import write_report
+    from segstream.consumers.report import write_report
 
     try:
         data = write_report(settings(), out, sample=sample)
@@ -269,7 +269,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for segments.")] = 600,
 ) -> None:
     """Generate the sample data, run a worker until every user has a segment, show them."""
-    from consumers.sample import run_demo
+    from segstream.consumers.sample import run_demo
 
     try:
         rc = run_demo(settings(), users=users, seed=seed, timeout=timeout, console=Console())
@@ -284,7 +284,7 @@ def schemas_export(
     out: Annotated[Path, typer.Option(help="Folder for the JSON Schemas.")] = Path("schemas-json"),
 ) -> None:
     """Write JSON Schema for the web, ad and crm event contracts."""
-    from schemas.events import CONTRACTS
+    from segstream.schemas.events import CONTRACTS
 
     out.mkdir(parents=True, exist_ok=True)
     for source, model in CONTRACTS.items():
@@ -313,11 +313,11 @@ def api(
     """Serve the personalization lookup API (HTTP/JSON; API keys from `segstream keys`)."""
     import uvicorn
 
-    from consumers.api import create_app
+    from segstream.consumers.api import create_app
 
     s = settings()  # checked here, so a bad setting fails before any process starts
     # one process: this app; several: each builds its own from the same environment
-    target: Any = create_app(s) if workers == 1 else "consumers.api:create_app"
+    target: Any = create_app(s) if workers == 1 else "segstream.consumers.api:create_app"
     uvicorn.run(
         target,
         factory=workers > 1,
@@ -347,7 +347,7 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="Unique name, used to revoke it.")] = None,
 ) -> None:
     """Create a key and print it (only this once: Redis keeps its SHA-256 alone)."""
-    from consumers.api_keys import (
+    from segstream.consumers.api_keys import (
         admin_client,
         apikeys_key,
         create_key,
@@ -379,7 +379,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Names, scopes and rates of the keys (never the keys)."""
     from datetime import UTC, datetime
 
-    from consumers.api_keys import ApiKey, admin_client, list_keys
+    from segstream.consumers.api_keys import ApiKey, admin_client, list_keys
 
     s = settings()
     try:
@@ -411,7 +411,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Delete a key; running APIs refuse it within SEGSTREAM_API_KEY_CACHE_S seconds."""
-    from consumers.api_keys import admin_client, keys_named, publish_keys, revoke_key
+    from segstream.consumers.api_keys import admin_client, keys_named, publish_keys, revoke_key
 
     s = settings()
     try:
@@ -439,7 +439,7 @@ def export_customer_match(
     out: Annotated[Path | None, typer.Option(help="File (default: standard output).")] = None,
 ) -> None:
     """A segment's members as a hashed customer list (header Email, SHA-256 hex)."""
-    from consumers.exports import customer_match, open_out
+    from segstream.consumers.exports import customer_match, open_out
 
     try:
         with open_out(out) as f:
@@ -459,7 +459,7 @@ def export_changes(
     out: Annotated[Path | None, typer.Option(help="File (default: standard output).")] = None,
 ) -> None:
     """Users whose segment changed in the window, for CRMs."""
-    from consumers.exports import changes, open_out, parse_window
+    from segstream.consumers.exports import changes, open_out, parse_window
 
     try:
         window = parse_window(since)
@@ -481,7 +481,7 @@ Reasons = Annotated[list[str] | None, typer.Option("--reason", help="Only this r
 def _since_ms(since: str) -> int | None:
     import time
 
-    from consumers.exports import parse_window
+    from segstream.consumers.exports import parse_window
 
     if since == "all":
         return None
@@ -499,7 +499,7 @@ def dlq_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Dead letters of the window: counts by reason, stage and topic, and the latest."""
-    from consumers.dlq import show
+    from segstream.consumers.dlq import show
 
     try:
         summary = show(settings(), _since_ms(since), reason or (), limit)
@@ -550,7 +550,7 @@ def dlq_replay(
     """Send dead letters back to the topics they came from, after the cause is fixed.
     Safe to repeat: events already applied are skipped by id; letters that still fail
     come back as new letters."""
-    from consumers.dlq import replay
+    from segstream.consumers.dlq import replay
 
     try:
         done = replay(settings(), _since_ms(since), reason or (), dry_run)
@@ -578,8 +578,8 @@ def erase(
 ) -> None:
     """Forget a person: their profile, everything merged into it, their segment in Redis
     and in the compacted topics; their later events are dropped. Audited on ``audit``."""
-    from consumers.erase import request, wait_erased
-    from models.erasure import subject
+    from segstream.consumers.erase import request, wait_erased
+    from segstream.models.erasure import subject
 
     s = settings()
     if email == "-":
@@ -628,7 +628,7 @@ def rebuild_redis() -> None:
     pointers from the profiles changelog, the catalog from the latest model, API keys from
     the api-keys topic. Safe beside a running worker (writes never move a user back in
     time)."""
-    from consumers.rebuild import rebuild
+    from segstream.consumers.rebuild import rebuild
 
     try:
         done = rebuild(settings())
@@ -643,7 +643,7 @@ def rebuild_redis() -> None:
 @app.command()
 def triggers(loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info") -> None:
     """Run the retargeting trigger relay: segment changes → rules → signed webhooks."""
-    from consumers.triggers import run as run_triggers
+    from segstream.consumers.triggers import run as run_triggers
 
     try:
         run_triggers(settings(), loglevel=loglevel)

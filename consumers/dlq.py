@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from consumers.exports import read
-from schemas.privacy import REDACTED_EMAIL
-from schemas.records import DeadLetter
-from schemas.settings import Settings
-from streams.produce import deliver
+from segstream.consumers.exports import read
+from segstream.schemas.privacy import REDACTED_EMAIL
+from segstream.schemas.records import DeadLetter
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import deliver
 
 
 @dataclass

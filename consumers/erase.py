@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from consumers.exports import read
-from schemas.records import AuditEntry, Erasure
-from schemas.settings import Settings
-from streams.produce import deliver
-from streams.topics import ensure_topics
+from segstream.consumers.exports import read
+from segstream.schemas.records import AuditEntry, Erasure
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import deliver
+from segstream.streams.topics import ensure_topics
 
 
 def request(settings: Settings, alias: str, reason: str = "") -> Erasure:

@@ -24,9 +24,9 @@ from typing import IO, Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.errors import KafkaUnavailable
-from schemas.records import SegmentRecord, is_segment_event
-from schemas.settings import Settings, kafka_client_config
+from segstream.schemas.errors import KafkaUnavailable
+from segstream.schemas.records import SegmentRecord, is_segment_event
+from segstream.schemas.settings import Settings, kafka_client_config
 
 
 def _consumer(settings: Settings) -> Consumer:

@@ -6,9 +6,9 @@ from typing import Any
 
 import redis
 
-from consumers.redis_view import SegmentReader
-from schemas.errors import RedisUnavailable
-from schemas.settings import Settings
+from segstream.consumers.redis_view import SegmentReader
+from segstream.schemas.errors import RedisUnavailable
+from segstream.schemas.settings import Settings
 
 PREFIXES = ("u:", "a:", "e:")
 

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
-from consumers.api_keys import admin_client, restore_keys
-from consumers.exports import latest_segments, read
-from consumers.redis_view import SegmentWriter
-from models import checkpoint
-from models.features import feature_space
-from models.naming import profiles as segment_profiles
-from models.segments import Snapshot
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
+from segstream.consumers.api_keys import admin_client, restore_keys
+from segstream.consumers.exports import latest_segments, read
+from segstream.consumers.redis_view import SegmentWriter
+from segstream.models import checkpoint
+from segstream.models.features import feature_space
+from segstream.models.naming import profiles as segment_profiles
+from segstream.models.segments import Snapshot
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
 
 BATCH = 500
 

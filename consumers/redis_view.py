@@ -39,9 +39,9 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from models.health import Health, cents
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
+from segstream.models.health import Health, cents
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
 
 HISTORY_MAX = 10_000  # model cycles kept in seg:{ns}:history (about a day at 10 s)
 

@@ -22,13 +22,13 @@ import orjson
 from rich.console import Console
 from rich.progress import Progress
 
-from schemas.errors import ReplayError
-from schemas.events import CONTRACTS
-from schemas.parse import EventParser, Rejection
-from schemas.privacy import hash_email_field
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.schemas.errors import ReplayError
+from segstream.schemas.events import CONTRACTS
+from segstream.schemas.parse import EventParser, Rejection
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 __all__ = ["ReplayError", "ReplayReport", "replay_file", "rows_to_events"]
 

@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from consumers import charts
-from consumers.charts import Point, Series
-from consumers.queries import reader
-from consumers.redis_view import SegmentReader
-from models.features import FeatureSpace, feature_space
-from models.health import Health
-from models.projection import fit_scaling, pca_2d
-from schemas.errors import NoSegments
-from schemas.settings import Settings
+from segstream.consumers import charts
+from segstream.consumers.charts import Point, Series
+from segstream.consumers.queries import reader
+from segstream.consumers.redis_view import SegmentReader
+from segstream.models.features import FeatureSpace, feature_space
+from segstream.models.health import Health
+from segstream.models.projection import fit_scaling, pca_2d
+from segstream.schemas.errors import NoSegments
+from segstream.schemas.settings import Settings
 
 FEATURE_LABELS = {  # what a marketer reads, with the unit
     "recency_days": "days since last seen",

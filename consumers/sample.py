@@ -14,14 +14,14 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from consumers.queries import lookup_users, reader, segment_table
-from consumers.redis_view import UserSegment
-from models.quality import adjusted_rand_index
-from models.synthetic import Generator
-from schemas.privacy import hash_email_field
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.queries import lookup_users, reader, segment_table
+from segstream.consumers.redis_view import UserSegment
+from segstream.models.quality import adjusted_rand_index
+from segstream.models.synthetic import Generator
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def start_worker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "consumers.cli", "worker"],
+            [sys.executable, "-m", "segstream.consumers.cli", "worker"],
             env=child_env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -108,7 +108,7 @@ def wait_for_segments(
 
 
 def run_demo(settings: Settings, users: int, seed: int, timeout: float, console: Console) -> int:
-    from consumers.cli import render_segments
+    from segstream.consumers.cli import render_segments
 
     console.rule("segstream demo")
     console.print(f"namespace {settings.namespace!r}, Kafka {settings.kafka_bootstrap}")

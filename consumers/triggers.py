@@ -33,13 +33,13 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from consumers.webhooks import deliver
-from models.triggers import TriggerState, next_due, on_change, on_tick
-from schemas.records import is_segment_event
-from schemas.settings import Settings
-from streams import metrics
-from streams.app import Runtime
-from streams.stages import guarded
+from segstream.consumers.webhooks import deliver
+from segstream.models.triggers import TriggerState, next_due, on_change, on_tick
+from segstream.schemas.records import is_segment_event
+from segstream.schemas.settings import Settings
+from segstream.streams import metrics
+from segstream.streams.app import Runtime
+from segstream.streams.stages import guarded
 
 log = logging.getLogger("segstream.triggers")
 
@@ -229,8 +229,8 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
 def run(settings: Settings, loglevel: str = "info") -> None:
     import faust
 
-    from streams.app import use_event_loop
-    from streams.topics import ensure_topics
+    from segstream.streams.app import use_event_loop
+    from segstream.streams.topics import ensure_topics
 
     ensure_topics(settings)
     if not settings.trigger_rules:

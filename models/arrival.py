@@ -24,12 +24,12 @@ from typing import TypeVar
 
 import orjson
 
-from models.features import FeatureSpace
-from models.oracle import OracleResult, run
-from models.segments import SegmentLearner
-from models.synthetic import Generated
-from models.trainer import Trainer
-from schemas.parse import EventParser
+from segstream.models.features import FeatureSpace
+from segstream.models.oracle import OracleResult, run
+from segstream.models.segments import SegmentLearner
+from segstream.models.synthetic import Generated
+from segstream.models.trainer import Trainer
+from segstream.schemas.parse import EventParser
 
 T = TypeVar("T")
 

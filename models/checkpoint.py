@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from models.segments import SegmentLearner, Snapshot
+from segstream.models.segments import SegmentLearner, Snapshot
 
 
 class CheckpointError(ValueError):

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from typing import Any
 
-from models.identity import Out
-from schemas.privacy import email_hash
-from schemas.records import Erasure
+from segstream.models.identity import Out
+from segstream.schemas.privacy import email_hash
+from segstream.schemas.records import Erasure
 
 
 def subject(

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from schemas.events import Event
-from schemas.parse import event_digest
+from segstream.schemas.events import Event
+from segstream.schemas.parse import event_digest
 
 DAY_MS = 86_400_000
 WINDOWS_DAYS = {

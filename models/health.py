@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.features import Profile
+from segstream.models.features import Profile
 
 
 @dataclass(frozen=True, slots=True)

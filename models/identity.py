@@ -36,8 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from models.features import event_aliases
-from schemas.events import Event
+from segstream.models.features import event_aliases
+from segstream.schemas.events import Event
 
 RANK = {"u": 3, "e": 2, "a": 1}
 

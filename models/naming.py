@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.features import FeatureSpace
-from models.segments import Segment, Snapshot
+from segstream.models.features import FeatureSpace
+from segstream.models.segments import Segment, Snapshot
 
 THRESHOLD = 0.5  # |z| below this is "like everyone else"
 

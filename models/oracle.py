@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from models.features import DEDUPE_WINDOW, FeatureSpace, Profile
-from models.identity import Out, link, resolve, route
-from models.profiles import assign, handle
-from models.segments import Snapshot
-from models.trainer import Trainer
-from schemas.parse import EventParser, Rejection
+from segstream.models.features import DEDUPE_WINDOW, FeatureSpace, Profile
+from segstream.models.identity import Out, link, resolve, route
+from segstream.models.profiles import assign, handle
+from segstream.models.segments import Snapshot
+from segstream.models.trainer import Trainer
+from segstream.schemas.parse import EventParser, Rejection
 
 
 @dataclass

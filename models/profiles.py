@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from models import erasure
-from models.features import DEDUPE_WINDOW, Profile, apply, merge, new_profile
-from models.identity import Out
-from models.segments import Snapshot
-from schemas.events import Event
+from segstream.models import erasure
+from segstream.models.features import DEDUPE_WINDOW, Profile, apply, merge, new_profile
+from segstream.models.identity import Out
+from segstream.models.segments import Snapshot
+from segstream.schemas.events import Event
 
 
 @dataclass(frozen=True, slots=True)

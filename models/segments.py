@@ -24,8 +24,8 @@ from typing import Any
 
 from river import cluster, preprocessing
 
-from models.segment_ids import match_ids
-from models.swap import best_swap
+from segstream.models.segment_ids import match_ids
+from segstream.models.swap import best_swap
 
 log = logging.getLogger(__name__)
 Point = tuple[float, ...]

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from models.synthetic import DAY_MS, Generated, Generator, _User
+from segstream.models.synthetic import DAY_MS, Generated, Generator, _User
 
 
 class SteadyGenerator(Generator):

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.drift import DriftMonitor, Drifts
-from models.features import FeatureSpace
-from models.quality import silhouette
-from models.segments import SegmentLearner, Snapshot
+from segstream.models.drift import DriftMonitor, Drifts
+from segstream.models.features import FeatureSpace
+from segstream.models.quality import silhouette
+from segstream.models.segments import SegmentLearner, Snapshot
 
 ADAPT_FACTOR = 4  # after a confirmed feature drift, the next cycle learns this many times more
 

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import CONTRACTS, Event, to_event
-from schemas.privacy import email_hash, email_sha256, redact_email_text
-from schemas.versions import upgrade
+from segstream.schemas.events import CONTRACTS, Event, to_event
+from segstream.schemas.privacy import email_hash, email_sha256, redact_email_text
+from segstream.schemas.versions import upgrade
 
 REASONS = (
     "oversized",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import SCHEMA_VERSION
+from segstream.schemas.events import SCHEMA_VERSION
 
 _RENAMES_V1 = {"timestamp": "ts", "anon_id": "anonymous_id"}
 

@@ -28,15 +28,15 @@ from aiokafka.partitioner import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from consumers.redis_view import SegmentWriter
-from models.features import FeatureSpace, feature_space
-from models.identity import Out, SentLinks
-from models.segments import Snapshot
-from schemas.privacy import redact_emails
-from schemas.records import DeadLetter
-from schemas.settings import TOPICS, Settings, kafka_ssl_context
-from streams import metrics
-from streams.sender import Sender
+from segstream.consumers.redis_view import SegmentWriter
+from segstream.models.features import FeatureSpace, feature_space
+from segstream.models.identity import Out, SentLinks
+from segstream.models.segments import Snapshot
+from segstream.schemas.privacy import redact_emails
+from segstream.schemas.records import DeadLetter
+from segstream.schemas.settings import TOPICS, Settings, kafka_ssl_context
+from segstream.streams import metrics
+from segstream.streams.sender import Sender
 
 log = logging.getLogger("segstream.worker")
 RETRY_MAX_S = 5.0

@@ -30,8 +30,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.settings import Settings, kafka_client_config
-from streams.lag import Offsets
+from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams.lag import Offsets
 
 log = logging.getLogger("segstream.worker")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.settings import Settings, kafka_client_config
-from streams import metrics
+from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams import metrics
 
 TIMEOUT_S = 5.0
 

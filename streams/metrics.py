@@ -13,7 +13,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from schemas.settings import Settings
+from segstream.schemas.settings import Settings
 
 KNOWN_TYPES = frozenset(
     {

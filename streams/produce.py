@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from models.synthetic import Generated
-from schemas.settings import Settings, kafka_client_config
+from segstream.models.synthetic import Generated
+from segstream.schemas.settings import Settings, kafka_client_config
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

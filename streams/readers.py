@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.settings import Settings, kafka_ssl_context
+from segstream.schemas.settings import Settings, kafka_ssl_context
 
 
 def aiokafka_config(settings: Settings) -> dict[str, object]:

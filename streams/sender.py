@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from schemas.settings import Settings
-from streams import metrics
-from streams.produce import producer_config
+from segstream.schemas.settings import Settings
+from segstream.streams import metrics
+from segstream.streams.produce import producer_config
 
 log = logging.getLogger("segstream.worker")
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition

@@ -18,16 +18,16 @@ from typing import Any
 
 import orjson
 
-from models import checkpoint, erasure
-from models.features import Profile
-from models.health import value_of
-from models.identity import Out, link, resolve, route
-from models.profiles import assign, handle
-from schemas.parse import EventParser, Rejection
-from schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
-from streams import metrics
-from streams.app import Pipeline
-from streams.readers import follow
+from segstream.models import checkpoint, erasure
+from segstream.models.features import Profile
+from segstream.models.health import value_of
+from segstream.models.identity import Out, link, resolve, route
+from segstream.models.profiles import assign, handle
+from segstream.schemas.parse import EventParser, Rejection
+from segstream.schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
+from segstream.streams import metrics
+from segstream.streams.app import Pipeline
+from segstream.streams.readers import follow
 
 log = logging.getLogger("segstream.worker")
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import admin as kafka_admin
 
-from schemas.errors import KafkaUnavailable
-from schemas.settings import Settings, kafka_client_config
+from segstream.schemas.errors import KafkaUnavailable
+from segstream.schemas.settings import Settings, kafka_client_config
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,19 +13,19 @@ import orjson
 from faust.types import TP
 from prometheus_client import Gauge
 
-from models import checkpoint
-from models.drift import DriftMonitor
-from models.features import lifetime_free
-from models.health import Health
-from models.naming import profiles as segment_profiles
-from models.segments import SegmentLearner, Snapshot
-from models.trainer import Report, Trainer
-from schemas.records import SegmentEvent
-from schemas.settings import Settings
-from streams import metrics
-from streams.app import Pipeline
-from streams.lag import Offsets
-from streams.readers import read_all
+from segstream.models import checkpoint
+from segstream.models.drift import DriftMonitor
+from segstream.models.features import lifetime_free
+from segstream.models.health import Health
+from segstream.models.naming import profiles as segment_profiles
+from segstream.models.segments import SegmentLearner, Snapshot
+from segstream.models.trainer import Report, Trainer
+from segstream.schemas.records import SegmentEvent
+from segstream.schemas.settings import Settings
+from segstream.streams import metrics
+from segstream.streams.app import Pipeline
+from segstream.streams.lag import Offsets
+from segstream.streams.readers import read_all
 
 log = logging.getLogger("segstream.worker")
 INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from

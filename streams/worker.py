@@ -10,10 +10,10 @@ from typing import Any
 
 import faust
 
-from schemas.settings import SOURCES, Settings
-from streams import metrics, stages, training
-from streams.app import Pipeline, use_event_loop
-from streams.continuity import (
+from segstream.schemas.settings import SOURCES, Settings
+from segstream.streams import metrics, stages, training
+from segstream.streams.app import Pipeline, use_event_loop
+from segstream.streams.continuity import (
     Broker,
     CommitGuard,
     Continuity,
@@ -24,8 +24,8 @@ from streams.continuity import (
     restart,
     restart_for,
 )
-from streams.lag import Offsets, StallWatch, export_lag
-from streams.topics import ensure_topics
+from segstream.streams.lag import Offsets, StallWatch, export_lag
+from segstream.streams.topics import ensure_topics
 
 log = logging.getLogger("segstream.worker")
 Work = Callable[[list[Any]], Awaitable[None]]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from schemas.settings import Settings
+from segstream.schemas.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,7 @@ reads), ``runtime`` (shared state, auth), ``errors``, ``pages`` (member cursors)
 ``middleware`` (body limit, request metrics).
 """
 
-from consumers.api.app import create_app
-from consumers.api.runtime import Runtime
+from segstream.consumers.api.app import create_app
+from segstream.consumers.api.runtime import Runtime
 
 __all__ = ["Runtime", "create_app"]

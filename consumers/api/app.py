@@ -19,10 +19,16 @@ from prometheus_client import (
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from consumers.api.errors import ERRORS, ApiError, OrjsonResponse, add_handlers, error_response
-from consumers.api.middleware import BodyLimit, Metrics
-from consumers.api.pages import decode_cursor, members_page
-from consumers.api.runtime import (
+from segstream.consumers.api.errors import (
+    ERRORS,
+    ApiError,
+    OrjsonResponse,
+    add_handlers,
+    error_response,
+)
+from segstream.consumers.api.middleware import BodyLimit, Metrics
+from segstream.consumers.api.pages import decode_cursor, members_page
+from segstream.consumers.api.runtime import (
     SEGMENTS_READ,
     MembersRead,
     Runtime,
@@ -30,7 +36,7 @@ from consumers.api.runtime import (
     authorize,
     bearer_token,
 )
-from consumers.api.schema import (
+from segstream.consumers.api.schema import (
     BEARER,
     LOOKUP_BODY,
     MAX_ID_CHARS,
@@ -45,8 +51,8 @@ from consumers.api.schema import (
     too_long,
     user_json,
 )
-from consumers.api_keys import Clock
-from schemas.settings import Settings
+from segstream.consumers.api_keys import Clock
+from segstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from consumers.api.schema import ErrorOut
+from segstream.consumers.api.schema import ErrorOut
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consumers.api.errors import error_response
+from segstream.consumers.api.errors import error_response
 
 
 class BodyTooLarge(HTTPException):

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 
-from consumers.api.schema import MAX_PAGE
+from segstream.consumers.api.schema import MAX_PAGE
 
 # A page cursor is the SSCAN cursor, or, when one SSCAN batch was larger than the
 # page, "<SSCAN cursor>.<COUNT>.<base64 of the last member returned>": the next page

@@ -12,17 +12,17 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from consumers.api_keys import Clock
-from consumers.queries import candidates
-from consumers.redis_view import (
+from segstream.consumers.api_keys import Clock
+from segstream.consumers.queries import candidates
+from segstream.consumers.redis_view import (
     MAX_ALIAS_HOPS,
     Keys,
     UserSegment,
     parse_scores,
     read_health,
 )
-from models.health import Health
-from schemas.settings import Settings
+from segstream.models.health import Health
+from segstream.schemas.settings import Settings
 
 CATALOG_TTL_S = 1.0
 LOOKUP_SCRIPT = resources.files("consumers").joinpath("lookup_segment.lua").read_text()

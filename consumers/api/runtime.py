@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from consumers.api.errors import ApiError
-from consumers.api.reader import AsyncSegmentReader
-from consumers.api_keys import ApiKey, Clock, KeyCache, RateLimiter, hash_key, retry_after
-from schemas.settings import Settings
+from segstream.consumers.api.errors import ApiError
+from segstream.consumers.api.reader import AsyncSegmentReader
+from segstream.consumers.api_keys import ApiKey, Clock, KeyCache, RateLimiter, hash_key, retry_after
+from segstream.schemas.settings import Settings
 
 REDIS_TIMEOUT_S = 2.0
 REDIS_MAX_CONNECTIONS = 64

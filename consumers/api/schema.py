@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from consumers.redis_view import UserSegment
+from segstream.consumers.redis_view import UserSegment
 
 MAX_BATCH = 1000
 MAX_PAGE = 1000

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from freshness import page_view, quantile
 from quality import id_churn, latest
 
-from schemas.parse import EventParser, Rejection
+from segstream.schemas.parse import EventParser, Rejection
 
 INF = float("inf")
 

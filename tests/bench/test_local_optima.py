@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from local_optima import WithoutSwap, orders, swap_cost_ms
 
-from models.segments import SegmentLearner
+from segstream.models.segments import SegmentLearner
 
 
 def test_both_learners_are_scored_in_every_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.api_keys import (
+from segstream.consumers.api_keys import (
     SCOPES,
     ApiKey,
     ApiKeyError,
@@ -24,7 +24,7 @@ from consumers.api_keys import (
     retry_after,
     validate_scopes,
 )
-from schemas.settings import Settings
+from segstream.schemas.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.api.pages import decode_cursor, encode_cursor, members_page
+from segstream.consumers.api.pages import decode_cursor, encode_cursor, members_page
 
 
 def test_plain_cursor_is_the_sscan_cursor():

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from consumers.api import Runtime
-from consumers.cli import app
-from schemas.settings import Settings
+from segstream.consumers.api import Runtime
+from segstream.consumers.cli import app
+from segstream.schemas.settings import Settings
 
 API_PASSWORD = "ap-Qz31-very-secret"
 

@@ -8,8 +8,8 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from consumers.cli import app
-from schemas.settings import TOPICS
+from segstream.consumers.cli import app
+from segstream.schemas.settings import TOPICS
 
 SECRETS = {
     "SEGSTREAM_EMAIL_HASH_KEY": "hk-Xq81-very-secret",

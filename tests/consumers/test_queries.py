@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.queries import candidates
+from segstream.consumers.queries import candidates
 
 
 @pytest.mark.parametrize("key", ["u:cust-1", "a:0f3c-anon", "e:" + "ab" * 32])

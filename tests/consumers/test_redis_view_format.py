@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.redis_view import Keys, format_scores, parse_scores
-from schemas.settings import Settings
+from segstream.consumers.redis_view import Keys, format_scores, parse_scores
+from segstream.schemas.settings import Settings
 
 scores_dicts = st.dictionaries(
     st.integers(min_value=0, max_value=999),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from consumers.replay import ReplayError, _pairs, _rows, rows_to_events
-from schemas.events import Event
-from schemas.parse import EventParser
+from segstream.consumers.replay import ReplayError, _pairs, _rows, rows_to_events
+from segstream.schemas.events import Event
+from segstream.schemas.parse import EventParser
 
 TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 PARSER = EventParser(b"replay-test-key", now=lambda: datetime(2026, 6, 1, tzinfo=UTC))

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from consumers import charts
-from consumers.report import ReportData, Thresholds, UserMap, render, user_map
-from models.features import feature_space
-from models.health import Health
-from models.naming import profiles
-from models.segments import Segment, Snapshot
+from segstream.consumers import charts
+from segstream.consumers.report import ReportData, Thresholds, UserMap, render, user_map
+from segstream.models.features import feature_space
+from segstream.models.health import Health
+from segstream.models.naming import profiles
+from segstream.models.segments import Segment, Snapshot
 
 FEATURES = ("monetary_180d", "recency_days", "share_paid", "frequency_30d")
 SPACE = feature_space(FEATURES)

@@ -8,8 +8,8 @@ import socket
 import httpx
 import pytest
 
-from consumers.triggers import serve_metrics
-from schemas.settings import Settings
+from segstream.consumers.triggers import serve_metrics
+from segstream.schemas.settings import Settings
 
 
 @pytest.fixture(autouse=True)

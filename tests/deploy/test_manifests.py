@@ -25,9 +25,9 @@ import typer
 import yaml  # PyYAML, installed with uvicorn[standard]
 from pydantic import ValidationError
 
-from consumers.api import create_app
-from consumers.cli import app as cli_app
-from schemas.settings import Settings
+from segstream.consumers.api import create_app
+from segstream.consumers.cli import app as cli_app
+from segstream.schemas.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -285,7 +285,7 @@ def test_container_commands_are_cli_commands() -> None:
 
 def test_the_image_runs_the_segstream_console_script() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["segstream"] == "consumers.cli:app"
+    assert scripts["segstream"] == "segstream.consumers.cli:app"
     (entrypoint,) = [yaml.safe_load(r) for w, r in dockerfile_instructions() if w == "ENTRYPOINT"]
     assert entrypoint == ["segstream"]
 
@@ -294,7 +294,7 @@ def test_the_build_context_and_image_hold_every_package() -> None:
     """A new top-level package must reach the image: .dockerignore lets it in and the
     Dockerfile copies it."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    packages = set(project["tool"]["setuptools"]["package-dir"].values())
     ignore = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     assert ignore[ignore.index("*") + 1 :], ".dockerignore must exclude everything first"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}

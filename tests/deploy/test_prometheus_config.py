@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml  # PyYAML, installed with uvicorn[standard]
 
-from schemas.settings import Settings
+from segstream.schemas.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "deploy" / "prometheus"
@@ -276,10 +276,10 @@ def test_dashboard_uses_only_contract_metrics_and_defined_recordings() -> None:
 def test_the_readme_lists_every_metric_the_code_exports_and_no_other() -> None:
     from prometheus_client import REGISTRY, CollectorRegistry
 
-    import streams.metrics  # noqa: F401  (registers the worker's metrics)
-    from consumers.api import create_app
-    from consumers.triggers import RELAY_REGISTRY
-    from schemas.settings import Settings
+    import segstream.streams.metrics  # noqa: F401  (registers the worker's metrics)
+    from segstream.consumers.api import create_app
+    from segstream.consumers.triggers import RELAY_REGISTRY
+    from segstream.schemas.settings import Settings
 
     app = create_app(Settings())
     api: CollectorRegistry = app.state.metrics_registry

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from consumers.exports import read
-from consumers.sample import start_worker, stop_worker, wait_for_segments
-from schemas.settings import Settings
+from segstream.consumers.exports import read
+from segstream.consumers.sample import start_worker, stop_worker, wait_for_segments
+from segstream.schemas.settings import Settings
 
 
 def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
@@ -98,7 +98,7 @@ def run_api(log: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> Itera
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "consumers.cli", "api", "--host", "127.0.0.1",
+            [sys.executable, "-m", "segstream.consumers.cli", "api", "--host", "127.0.0.1",
              "--port", str(port), "--loglevel", "info", *args],
             cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

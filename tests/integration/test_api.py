@@ -30,13 +30,13 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from consumers.api import Runtime, create_app
-from consumers.api_keys import apikeys_key, create_key, revoke_key
-from consumers.cli import app as cli_app
-from consumers.exports import read
-from consumers.redis_view import Keys, SegmentWriter
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
+from segstream.consumers.api import Runtime, create_app
+from segstream.consumers.api_keys import apikeys_key, create_key, revoke_key
+from segstream.consumers.cli import app as cli_app
+from segstream.consumers.exports import read
+from segstream.consumers.redis_view import Keys, SegmentWriter
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 REPO = Path(__file__).resolve().parents[2]

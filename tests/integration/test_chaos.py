@@ -26,12 +26,12 @@ import orjson
 import pytest
 from worker_checks import Reader, Stream, assert_equals_oracle, wait_caught_up, wait_for_log
 
-from consumers.sample import start_worker, stop_worker, wait_for_segments
-from models.synthetic import Generator
-from schemas.privacy import hash_email_field
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.sample import start_worker, stop_worker, wait_for_segments
+from segstream.models.synthetic import Generator
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.chaos]
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from consumers.dlq import show, without_redacted_email
-from consumers.queries import lookup_users
-from models.synthetic import Generator
-from schemas.privacy import REDACTED_EMAIL, hash_email_field
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.dlq import show, without_redacted_email
+from segstream.consumers.queries import lookup_users
+from segstream.models.synthetic import Generator
+from segstream.schemas.privacy import REDACTED_EMAIL, hash_email_field
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -36,7 +36,7 @@ def page_view(event_id: str, user: str, **extra: object) -> bytes:
 
 def cli(settings: Settings, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+        [sys.executable, "-m", "segstream.consumers.cli", *args],
         env={**os.environ, "SEGSTREAM_NAMESPACE": settings.namespace, **(env or {})},
         capture_output=True,
         text=True,

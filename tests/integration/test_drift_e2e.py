@@ -26,14 +26,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.exports import read
-from consumers.sample import start_worker, stop_worker
-from models.steady import SteadyGenerator
-from schemas.privacy import hash_email_field
-from schemas.records import is_segment_event
-from schemas.settings import Settings, kafka_client_config
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.exports import read
+from segstream.consumers.sample import start_worker, stop_worker
+from segstream.models.steady import SteadyGenerator
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.records import is_segment_event
+from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ def _records(settings: Settings, events: Iterator[Any]) -> list[tuple[str, bytes
 
 
 def _catalog(settings: Settings) -> dict[int, str]:
-    from consumers.queries import reader
+    from segstream.consumers.queries import reader
 
     return {sid: p["name"] for sid, p in reader(settings).segments().items()}
 

@@ -17,15 +17,15 @@ import orjson
 import pytest
 import redis
 
-from consumers.queries import lookup_users
-from consumers.redis_view import Keys
-from consumers.sample import start_worker, stop_worker, wait_for_segments
-from models.synthetic import Generator
-from schemas.privacy import email_hash, hash_email_field
-from schemas.records import AuditEntry, Erasure
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.queries import lookup_users
+from segstream.consumers.redis_view import Keys
+from segstream.consumers.sample import start_worker, stop_worker, wait_for_segments
+from segstream.models.synthetic import Generator
+from segstream.schemas.privacy import email_hash, hash_email_field
+from segstream.schemas.records import AuditEntry, Erasure
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -43,7 +43,7 @@ def web(n: int, **ids: str) -> tuple[str, bytes, bytes]:
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+        [sys.executable, "-m", "segstream.consumers.cli", *args],
         env={**os.environ, "SEGSTREAM_NAMESPACE": settings.namespace},
         capture_output=True,
         text=True,

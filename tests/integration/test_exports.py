@@ -10,11 +10,11 @@ import uuid
 import orjson
 import pytest
 
-from consumers.exports import changes, customer_match, parse_window
-from schemas.records import SegmentChange, SegmentRecord
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.exports import changes, customer_match, parse_window
+from segstream.schemas.records import SegmentChange, SegmentRecord
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration]
 

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.sample import produce_sample, start_worker, stop_worker, wait_for_segments
-from schemas.settings import Settings
-from streams.produce import send_all
+from segstream.consumers.sample import produce_sample, start_worker, stop_worker, wait_for_segments
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
 
 pytestmark = [pytest.mark.integration]
 

@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka.admin import AdminClient
 
-from schemas.settings import Settings, kafka_client_config
-from streams.continuity import leave_group
-from streams.readers import aiokafka_config
-from streams.topics import ensure_topics
+from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams.continuity import leave_group
+from segstream.streams.readers import aiokafka_config
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration]
 SESSION_MS = 30_000

@@ -24,26 +24,26 @@ import orjson
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from consumers.api_keys import admin_client, create_key
-from consumers.queries import lookup_users
-from models.arrival import browsers
-from models.features import FeatureSpace, feature_space
-from models.health import cents, value_of
-from models.oracle import OracleResult
-from models.oracle import run as oracle_run
-from models.synthetic import Generator
-from schemas.parse import EventParser
-from schemas.privacy import hash_email_field
-from schemas.records import (
+from segstream.consumers.api_keys import admin_client, create_key
+from segstream.consumers.queries import lookup_users
+from segstream.models.arrival import browsers
+from segstream.models.features import FeatureSpace, feature_space
+from segstream.models.health import cents, value_of
+from segstream.models.oracle import OracleResult
+from segstream.models.oracle import run as oracle_run
+from segstream.models.synthetic import Generator
+from segstream.schemas.parse import EventParser
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.records import (
     DeadLetter,
     SegmentChange,
     SegmentEvent,
     SegmentRecord,
     is_segment_event,
 )
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -143,7 +143,7 @@ def run(
         [
             sys.executable,
             "-m",
-            "consumers.cli",
+            "segstream.consumers.cli",
             "replay",
             str(csv_path),
             "--source",
@@ -375,7 +375,7 @@ def _all_members(c: httpx.Client, segment: int) -> list[str]:
 
 
 def test_every_model_cycle_left_its_figures_in_the_history_stream(run: Run) -> None:
-    from consumers.queries import reader
+    from segstream.consumers.queries import reader
 
     r = reader(run.settings)
     history = r.history()
@@ -429,7 +429,7 @@ def test_redis_flushed_then_rebuilt_from_kafka_is_the_same_view(
         "SEGSTREAM_REDIS_URL": redis_users["SEGSTREAM_REDIS_URL"],  # as the worker's user
     }
     done = subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "rebuild-redis"],
+        [sys.executable, "-m", "segstream.consumers.cli", "rebuild-redis"],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -26,17 +26,17 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from consumers import charts
-from consumers.redis_view import SegmentWriter
-from models.drift import Drifts
-from models.features import feature_space, lifetime_free
-from models.health import Health
-from models.naming import profiles
-from models.segments import Segment, Snapshot
-from models.trainer import Report
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
-from streams.training import history_entry
+from segstream.consumers import charts
+from segstream.consumers.redis_view import SegmentWriter
+from segstream.models.drift import Drifts
+from segstream.models.features import feature_space, lifetime_free
+from segstream.models.health import Health
+from segstream.models.naming import profiles
+from segstream.models.segments import Segment, Snapshot
+from segstream.models.trainer import Report
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
+from segstream.streams.training import history_entry
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def _report(settings: Settings, out: Path, *args: str) -> subprocess.CompletedPr
         "SEGSTREAM_REDIS_URL": settings.redis_url.get_secret_value(),
     }
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "report", "--out", str(out), *args],
+        [sys.executable, "-m", "segstream.consumers.cli", "report", "--out", str(out), *args],
         env=env,
         cwd=REPO,
         capture_output=True,

@@ -20,15 +20,15 @@ import orjson
 import pytest
 from worker_checks import Event, Reader, Stream, assert_equals_oracle, wait_caught_up
 
-from consumers.queries import lookup_users
-from consumers.sample import start_worker, stop_worker, wait_for_segments
-from models.quality import adjusted_rand_index
-from models.synthetic import Generator
-from schemas.privacy import hash_email_field
-from schemas.settings import SOURCES, Settings
-from streams.lag import Offsets
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.queries import lookup_users
+from segstream.consumers.sample import start_worker, stop_worker, wait_for_segments
+from segstream.models.quality import adjusted_rand_index
+from segstream.models.synthetic import Generator
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.settings import SOURCES, Settings
+from segstream.streams.lag import Offsets
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

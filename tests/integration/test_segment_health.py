@@ -15,11 +15,11 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from consumers.queries import reader
-from consumers.redis_view import SegmentWriter
-from models.health import cents
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
+from segstream.consumers.queries import reader
+from segstream.consumers.redis_view import SegmentWriter
+from segstream.models.health import cents
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.settings import Settings, kafka_client_config
-from streams.sender import Sender
-from streams.topics import ensure_topics
+from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams.sender import Sender
+from segstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

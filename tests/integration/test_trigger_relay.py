@@ -23,13 +23,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from consumers.sample import stop_worker
-from consumers.webhooks import verify
-from models.triggers import trigger_id
-from schemas.records import DeadLetter, SegmentChange
-from schemas.settings import Settings
-from streams.produce import send_all
-from streams.topics import ensure_topics
+from segstream.consumers.sample import stop_worker
+from segstream.consumers.webhooks import verify
+from segstream.models.triggers import trigger_id
+from segstream.schemas.records import DeadLetter, SegmentChange
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
+from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration]
 Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
@@ -142,7 +142,7 @@ def test_rules_dwell_cap_retries_and_dedupe_against_a_real_receiver(
     log = tmp_path / "triggers.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "consumers.cli", "triggers"],
+            [sys.executable, "-m", "segstream.consumers.cli", "triggers"],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.queries import lookup_users
-from consumers.sample import produce_sample
-from models import checkpoint
-from models.segments import Snapshot
-from schemas.settings import Settings
-from streams.produce import send_all
+from segstream.consumers.queries import lookup_users
+from segstream.consumers.sample import produce_sample
+from segstream.models import checkpoint
+from segstream.models.segments import Snapshot
+from segstream.schemas.settings import Settings
+from segstream.streams.produce import send_all
 
 Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 
-from consumers.queries import lookup_users
-from models.features import feature_space
-from models.oracle import run as oracle_run
-from schemas.parse import EventParser
-from schemas.records import SegmentRecord
-from schemas.settings import Settings
-from streams.lag import Offsets
+from segstream.consumers.queries import lookup_users
+from segstream.models.features import feature_space
+from segstream.models.oracle import run as oracle_run
+from segstream.schemas.parse import EventParser
+from segstream.schemas.records import SegmentRecord
+from segstream.schemas.settings import Settings
+from segstream.streams.lag import Offsets
 
 Reader = Callable[[Settings, str], list[tuple[bytes | None, bytes | None]]]
 Event = tuple[str, bytes, bytes]

@@ -9,10 +9,10 @@ import random
 import orjson
 import pytest
 
-from models import checkpoint
-from models.checkpoint import CheckpointError, decode, encode
-from models.segments import SegmentLearner, Snapshot
-from schemas.settings import KMeansConfig
+from segstream.models import checkpoint
+from segstream.models.checkpoint import CheckpointError, decode, encode
+from segstream.models.segments import SegmentLearner, Snapshot
+from segstream.schemas.settings import KMeansConfig
 
 KEY = b"model-secret-for-tests"
 FEATURES = ("a", "b")

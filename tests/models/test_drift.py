@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models.drift import Bins, Confirmer, DriftMonitor, drift, psi
+from segstream.models.drift import Bins, Confirmer, DriftMonitor, drift, psi
 
 FEATURES = ("spend", "clicks")
 

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from models import erasure
-from models.features import Profile
-from models.identity import Out, link, resolve, route
-from models.profiles import handle
-from schemas.events import Event
-from schemas.privacy import email_hash
-from schemas.records import Erasure
+from segstream.models import erasure
+from segstream.models.features import Profile
+from segstream.models.identity import Out, link, resolve, route
+from segstream.models.profiles import handle
+from segstream.schemas.events import Event
+from segstream.schemas.privacy import email_hash
+from segstream.schemas.records import Erasure
 
 KEY = b"k" * 32
 H = email_hash("Ada@Example.com", KEY)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.features import (
+from segstream.models.features import (
     ALL_FEATURES,
     DAY_MS,
     MAX_ALIASES,
@@ -25,8 +25,8 @@ from models.features import (
     seen,
     session_count,
 )
-from schemas.events import Event
-from schemas.settings import DEFAULT_FEATURES
+from segstream.schemas.events import Event
+from segstream.schemas.settings import DEFAULT_FEATURES
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -493,7 +493,7 @@ def test_transform_and_readable_are_inverse():
 
 
 def test_unknown_feature_in_a_hand_built_space_raises():
-    from models.features import FeatureSpace
+    from segstream.models.features import FeatureSpace
 
     space = FeatureSpace(("nope",), frozenset(), frozenset(), frozenset())
     with pytest.raises(KeyError):

@@ -9,11 +9,10 @@ from functools import reduce
 
 import pytest
 
-import models
-import schemas
-from models.features import Profile, apply, merge, new_profile
-from models.health import Health, cents, value_of
-from schemas.events import Event
+from segstream import models, schemas
+from segstream.models.features import Profile, apply, merge, new_profile
+from segstream.models.health import Health, cents, value_of
+from segstream.schemas.events import Event
 
 DAY = 86_400_000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.identity import LinkResult, Out, SentLinks, link, rank, resolve, route
-from schemas.events import Event
+from segstream.models.identity import LinkResult, Out, SentLinks, link, rank, resolve, route
+from segstream.schemas.events import Event
 
 H = "ab" * 32  # an email hash
 

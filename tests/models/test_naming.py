@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from models.features import feature_space
-from models.naming import THRESHOLD, WORDS, describe, name_for, profiles
-from models.segments import Segment, Snapshot
+from segstream.models.features import feature_space
+from segstream.models.naming import THRESHOLD, WORDS, describe, name_for, profiles
+from segstream.models.segments import Segment, Snapshot
 
 SEP = " · "
 

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from models.features import feature_space
-from models.oracle import run
-from models.segments import SegmentLearner
-from models.synthetic import Generator
-from models.trainer import Trainer
-from schemas.parse import EventParser
-from schemas.settings import DEFAULT_FEATURES, KMeansConfig, Settings
+from segstream.models.features import feature_space
+from segstream.models.oracle import run
+from segstream.models.segments import SegmentLearner
+from segstream.models.synthetic import Generator
+from segstream.models.trainer import Trainer
+from segstream.schemas.parse import EventParser
+from segstream.schemas.settings import DEFAULT_FEATURES, KMeansConfig, Settings
 
 KEY = b"oracle-test-key"
 USERS = 400

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from models.features import Profile, feature_space, new_profile
-from models.identity import Out
-from models.profiles import Change, handle
-from models.profiles import assign as assign_segment
-from models.segments import Segment, Snapshot
-from schemas.events import Event
+from segstream.models.features import Profile, feature_space, new_profile
+from segstream.models.identity import Out
+from segstream.models.profiles import Change, handle
+from segstream.models.profiles import assign as assign_segment
+from segstream.models.segments import Segment, Snapshot
+from segstream.schemas.events import Event
 
 DAY = 86_400_000
 

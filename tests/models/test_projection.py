@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from models.features import feature_space
-from models.naming import profiles
-from models.projection import fit_scaling, pca_2d
-from models.segments import Segment, Snapshot
+from segstream.models.features import feature_space
+from segstream.models.naming import profiles
+from segstream.models.projection import fit_scaling, pca_2d
+from segstream.models.segments import Segment, Snapshot
 
 RNG = np.random.default_rng(7)
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
-from models.quality import adjusted_rand_index
+from segstream.models.quality import adjusted_rand_index
 
 # equal-length label pairs: a few labels so that partitions share structure
 label_pairs = st.integers(min_value=0, max_value=60).flatmap(

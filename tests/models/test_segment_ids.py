@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.segment_ids import match_ids
+from segstream.models.segment_ids import match_ids
 
 PREV = {0: [0.0, 0.0], 1: [10.0, 0.0], 2: [0.0, 10.0]}
 

@@ -14,8 +14,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from models.segments import Segment, SegmentLearner, Snapshot, build_clusterer
-from schemas.settings import CluStreamConfig, DBStreamConfig, KMeansConfig, StreamKMeansConfig
+from segstream.models.segments import Segment, SegmentLearner, Snapshot, build_clusterer
+from segstream.schemas.settings import (
+    CluStreamConfig,
+    DBStreamConfig,
+    KMeansConfig,
+    StreamKMeansConfig,
+)
 
 FEATURES = ("a", "b", "c")
 BLOBS = ((0.0, 0.0, 0.0), (5.0, 5.0, 0.0), (0.0, 5.0, 5.0))
@@ -267,8 +272,8 @@ def test_build_clusterer_passes_hyperparameters():
 
 _SCRIPT = """
 import json, random
-from models.segments import SegmentLearner
-from schemas.settings import (CluStreamConfig, DBStreamConfig, KMeansConfig,
+from segstream.models.segments import SegmentLearner
+from segstream.schemas.settings import (CluStreamConfig, DBStreamConfig, KMeansConfig,
                               StreamKMeansConfig)
 rng = random.Random(0)
 blobs = [(0, 0, 0), (5, 5, 0), (0, 5, 5)]

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from models.drift import Bins, drift
-from models.features import feature_space, lifetime_free
-from models.oracle import run as oracle_run
-from models.steady import SteadyGenerator
-from schemas.parse import EventParser
-from schemas.privacy import hash_email_field
-from schemas.settings import Settings
+from segstream.models.drift import Bins, drift
+from segstream.models.features import feature_space, lifetime_free
+from segstream.models.oracle import run as oracle_run
+from segstream.models.steady import SteadyGenerator
+from segstream.schemas.parse import EventParser
+from segstream.schemas.privacy import hash_email_field
+from segstream.schemas.settings import Settings
 
 S = Settings()
 SPACE = feature_space(S.features, S.paid_channels, S.social_channels, S.email_channels)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from models.arrival import browsers, replay
-from models.features import feature_space
-from models.segments import SegmentLearner
-from models.swap import best_swap, inertia, lloyd
-from models.synthetic import Generator
-from schemas.settings import KMeansConfig, Settings
+from segstream.models.arrival import browsers, replay
+from segstream.models.features import feature_space
+from segstream.models.segments import SegmentLearner
+from segstream.models.swap import best_swap, inertia, lloyd
+from segstream.models.synthetic import Generator
+from segstream.schemas.settings import KMeansConfig, Settings
 
 BLOBS = ((0.0, 0.0), (6.0, 0.0), (0.0, 6.0), (6.0, 6.0))
 

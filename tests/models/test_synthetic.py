@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from models.synthetic import DAY_MS, PERSONAS, Generator
-from schemas.parse import EventParser, Rejection
+from segstream.models.synthetic import DAY_MS, PERSONAS, Generator
+from segstream.schemas.parse import EventParser, Rejection
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from models.drift import DriftMonitor
-from models.features import DAY_MS, feature_space
-from models.segments import SegmentLearner, Snapshot
-from models.trainer import ADAPT_FACTOR, Trainer
-from schemas.settings import KMeansConfig
+from segstream.models.drift import DriftMonitor
+from segstream.models.features import DAY_MS, feature_space
+from segstream.models.segments import SegmentLearner, Snapshot
+from segstream.models.trainer import ADAPT_FACTOR, Trainer
+from segstream.schemas.settings import KMeansConfig
 
 SPACE = feature_space(["recency_days", "frequency_30d", "purchases"])
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.triggers import (
+from segstream.models.triggers import (
     MAX_SEEN,
     Pending,
     Rule,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from schemas.events import AdEvent, CrmEvent, Event, WebEvent, to_event
+from segstream.schemas.events import AdEvent, CrmEvent, Event, WebEvent, to_event
 
 
 def test_event_dict_round_trip_drops_nones():
@@ -66,7 +66,7 @@ def test_to_event_lowercases_type_channel_and_device():
 
 
 def test_to_event_rejects_unknown_contracts():
-    from schemas.events import Envelope
+    from segstream.schemas.events import Envelope
 
     m = Envelope.model_validate({"event_id": "e", "source": "web", "type": "t", "ts": 0})
     with pytest.raises(TypeError):

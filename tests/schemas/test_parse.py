@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.events import Event
-from schemas.parse import REASONS, EventParser, Rejection, event_digest
+from segstream.schemas.events import Event
+from segstream.schemas.parse import REASONS, EventParser, Rejection, event_digest
 
 KEY = b"test-hash-key"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.privacy import (
+from segstream.schemas.privacy import (
     email_hash,
     email_sha256,
     hash_email_field,

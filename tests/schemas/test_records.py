@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.records import DeadLetter, SegmentChange, SegmentRecord
+from segstream.schemas.records import DeadLetter, SegmentChange, SegmentRecord
 
 RECORD = SegmentRecord(
     profile="u:cust-17",

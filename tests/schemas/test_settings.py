@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from schemas.settings import (
+from segstream.schemas.settings import (
     DEFAULT_FEATURES,
     TOPICS,
     CluStreamConfig,

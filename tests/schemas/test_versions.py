@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.events import SCHEMA_VERSION
-from schemas.versions import upgrade
+from segstream.schemas.events import SCHEMA_VERSION
+from segstream.schemas.versions import upgrade
 
 
 def test_v1_fields_are_renamed():

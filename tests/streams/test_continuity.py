@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streams.continuity import TP, CommitGuard, Continuity, Hole, find_holes
+from segstream.streams.continuity import TP, CommitGuard, Continuity, Hole, find_holes
 
 A, B = ("events", 0), ("events", 1)
 
@@ -65,7 +65,7 @@ def test_a_partition_taken_away_starts_again_from_the_committed_offset() -> None
 def test_docstring_examples_hold() -> None:
     import doctest
 
-    from streams import continuity
+    from segstream.streams import continuity
 
     result = doctest.testmod(continuity)
     assert (result.failed, result.attempted > 0) == (0, True)

@@ -11,14 +11,14 @@ from typing import Any
 
 import orjson
 
-from models.features import feature_space
-from models.oracle import run
-from models.segments import SegmentLearner
-from models.synthetic import Generator
-from models.trainer import Trainer
-from schemas.parse import EventParser
-from schemas.settings import Settings
-from streams import stages
+from segstream.models.features import feature_space
+from segstream.models.oracle import run
+from segstream.models.segments import SegmentLearner
+from segstream.models.synthetic import Generator
+from segstream.models.trainer import Trainer
+from segstream.schemas.parse import EventParser
+from segstream.schemas.settings import Settings
+from segstream.streams import stages
 
 SETTINGS = Settings()
 SPACE = feature_space(

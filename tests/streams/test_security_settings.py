@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import KafkaException, Producer
 
-from schemas.settings import Settings, kafka_client_config, kafka_ssl_context
-from streams.app import faust_broker_credentials
-from streams.readers import aiokafka_config
+from segstream.schemas.settings import Settings, kafka_client_config, kafka_ssl_context
+from segstream.streams.app import faust_broker_credentials
+from segstream.streams.readers import aiokafka_config
 
 SCRAM = {
     "kafka_security_protocol": "SASL_SSL",

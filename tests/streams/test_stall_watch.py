@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.lag import Position, StallWatch
+from segstream.streams.lag import Position, StallWatch
 
 A, B = ("web", 0), ("web", 1)
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from schemas.settings import TOPICS, Settings
-from streams.topics import TopicSpec, specs
+from segstream.schemas.settings import TOPICS, Settings
+from segstream.streams.topics import TopicSpec, specs
 
 COMPACTED = {"training", "model", "segments", "erasures", "api-keys"}
 SINGLE_PARTITION = {"training", "model", "erasures", "audit", "api-keys"}
