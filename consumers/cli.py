@@ -1,12 +1,15 @@
 """``segstream``: the product's verbs.
 
-Every option can also be set with its ``SEGSTREAM_*`` environment variable
-(shown in ``--help``); the settings object is built once per command.
+Settings are ``SEGSTREAM_*`` environment variables (``segstream config`` lists them).
+An option that a setting also controls reads that variable too (``--help`` shows it
+beside the option, see :func:`setting_option`); given, it overrides the setting in the
+one settings object, built once per command.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,35 +21,64 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from segstream.schemas.errors import SegstreamError
+from segstream.schemas.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, SegstreamError
 from segstream.schemas.settings import CLUSTERER_TYPES, Settings
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Real-time behavioural customer segmentation."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Real-time behavioural customer segmentation.\n\n"
+    "Configured by SEGSTREAM_* environment variables: `segstream config` lists them with "
+    "their values. An option that a setting also controls shows its variable in --help.",
 )
 dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis (deploy/local).")
 schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts for producers.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(schemas_app, name="schemas")
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines (paths, logs)
-REPO = Path(__file__).resolve().parent.parent
 
 
-def settings() -> Settings:
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``api_port`` -> ``SEGSTREAM_API_PORT``."""
+    return f"SEGSTREAM_{field.upper()}"
+
+
+def setting_option(field: str, help: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` whose value the setting ``field`` also controls: it reads the
+    setting's environment variable (``--help`` shows it, and the setting's default). Its
+    default must be None (neither given: the setting decides); the command passes its
+    value to :func:`settings`, so that the option and the setting never disagree."""
+    return typer.Option(
+        help=help,
+        envvar=env_name(field),
+        show_envvar=True,
+        show_default=str(Settings.model_fields[field].default),
+        **kwargs,
+    )
+
+
+def settings(**options: Any) -> Settings:
+    """The settings from the environment. ``options``: settings given by command-line
+    options (see :func:`setting_option`; None: not given), over the environment's."""
+    given = {name: value for name, value in options.items() if value is not None}
     try:
-        return Settings()
+        return Settings(**given)
     except ValidationError as exc:
         err.print(f"[red]invalid configuration[/red] ({exc.error_count()} problems):")
         for e in exc.errors(include_url=False, include_input=False):
             # a discriminated union puts its tag in the location: not part of the variable
             loc = [str(p) for p in e["loc"] if str(p) not in CLUSTERER_TYPES]
-            name = "SEGSTREAM_" + "__".join(loc).upper()
+            name = env_name("__".join(loc))
             err.print(f"  {name}: {e['msg']}")
         raise typer.Exit(2) from None
 
 
-def fail(exc: Exception, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
+def fail(exc: Exception, code: int | None = None) -> typer.Exit:
+    """One line on stderr (``error: ...``) and the exit code: ``EXIT_CONFIG`` for a
+    configuration error, else ``EXIT_FAILURE`` unless ``code`` says otherwise."""
+    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    if code is None:
+        code = EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     return typer.Exit(code)
 
 
@@ -62,16 +94,19 @@ def config(
         return
     table = Table("setting", "value", "environment variable")
     for key, value in sorted(data.items()):
-        env = "" if key in ("topics", "consumer_group") else f"SEGSTREAM_{key.upper()}"
+        env = env_name(key) if key in Settings.model_fields else ""  # not topics, group
         table.add_row(key, json.dumps(value) if not isinstance(value, str) else value, env)
     Console().print(table)
 
 
 # --------------------------------------------------------------------- dev
 def _local(script: str, services: list[str]) -> None:
-    path = REPO / "deploy" / "local" / script
-    if not path.exists():
-        raise fail(FileNotFoundError(f"{path} not found (run from a source checkout)"))
+    from segstream.consumers.checkout import checkout_path
+
+    try:
+        path = checkout_path(f"dev {script}", "deploy", "local", script)
+    except SegstreamError as exc:
+        raise fail(exc) from None
     rc = subprocess.call([str(path), *services])  # noqa: S603 - our own script
     if rc:
         raise typer.Exit(rc)
@@ -150,9 +185,10 @@ def replay(
     """Backfill exported history: keeps event time, validates, reports rejected rows."""
     from segstream.consumers.replay import ReplayError, replay_file
 
+    s = settings()
     try:
         report = replay_file(
-            settings(),
+            s,
             file,
             source=source,
             fmt=fmt,
@@ -163,16 +199,9 @@ def replay(
         )
     except (ReplayError, SegstreamError) as exc:
         raise fail(exc) from None
-    err.print(
-        f"sent {report.sent} events, rejected {report.rejected}"
-        + (
-            f" ({', '.join(f'{k}: {v}' for k, v in report.reasons.items())})"
-            if report.reasons
-            else ""
-        )
-    )
+    err.print(report.summary(s), markup=False, highlight=False)
     if report.sent == 0:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # ------------------------------------------------------------------ lookup
@@ -296,12 +325,8 @@ def schemas_export(
 # --------------------------------------------------------------------- api
 @app.command()
 def api(
-    host: Annotated[
-        str | None, typer.Option(help="Interface to listen on [SEGSTREAM_API_HOST: 127.0.0.1].")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="Port [SEGSTREAM_API_PORT: 8080].")
-    ] = None,
+    host: Annotated[str | None, setting_option("api_host", "Interface to listen on.")] = None,
+    port: Annotated[int | None, setting_option("api_port", "Port.", min=0, max=65535)] = None,
     loglevel: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs about 0.6 ms of CPU per request).")
@@ -315,15 +340,19 @@ def api(
 
     from segstream.consumers.api import create_app
 
-    s = settings()  # checked here, so a bad setting fails before any process starts
-    # one process: this app; several: each builds its own from the same environment
+    # checked here, so a bad setting fails before any process starts
+    s = settings(api_host=host, api_port=port)
+    # one process: this app; several: each builds its own from the same environment,
+    # which therefore gets what the options said
+    if workers > 1:
+        os.environ.update({env_name(f): str(getattr(s, f)) for f in ("api_host", "api_port")})
     target: Any = create_app(s) if workers == 1 else "segstream.consumers.api:create_app"
     uvicorn.run(
         target,
         factory=workers > 1,
         workers=workers,
-        host=host or s.api_host,
-        port=s.api_port if port is None else port,
+        host=s.api_host,
+        port=s.api_port,
         log_level=loglevel,
         access_log=access_log,
         server_header=False,
@@ -613,9 +642,12 @@ def bench(
     """Measure against the configured Kafka and Redis (bench/throughput.py): one worker end
     to end beside a consume-only Faust app and a plain consume loop, two workers,
     freshness at a fixed load, lookup vs Redis GET latency, clustering quality."""
-    script = REPO / "bench" / "throughput.py"
-    if not script.exists():
-        raise fail(FileNotFoundError(f"{script}: run from a source checkout"))
+    from segstream.consumers.checkout import checkout_path
+
+    try:
+        script = checkout_path("bench", "bench", "throughput.py")
+    except SegstreamError as exc:
+        raise fail(exc) from None
     args = [sys.executable, str(script)] + (["--quick"] if quick else [])
     args += ["--json", str(json_out)] if json_out else []
     args += ["--users", str(users)] if users else []

@@ -47,7 +47,7 @@ HISTORY_MAX = 10_000  # model cycles kept in seg:{ns}:history (about a day at 10
 
 
 def _script(name: str) -> str:
-    return resources.files("consumers").joinpath(name).read_text()
+    return resources.files("segstream.consumers").joinpath(name).read_text()
 
 
 def format_scores(scores: dict[int, float]) -> str:

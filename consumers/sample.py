@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from segstream.consumers.checkout import find_checkout
 from segstream.consumers.queries import lookup_users, reader, segment_table
 from segstream.consumers.redis_view import UserSegment
 from segstream.models.quality import adjusted_rand_index
@@ -23,7 +24,11 @@ from segstream.schemas.settings import Settings
 from segstream.streams.produce import send_all
 from segstream.streams.topics import ensure_topics
 
-REPO = Path(__file__).resolve().parent.parent
+
+def demo_root() -> Path:
+    """The checkout (its ``.local/`` holds the local servers' data), else the current
+    directory: the demo's worker runs there and logs to ``.local/demo-worker.log``."""
+    return find_checkout() or Path.cwd()
 
 
 def produce_sample(settings: Settings, users: int, seed: int) -> tuple[int, Generator]:
@@ -49,8 +54,21 @@ def start_worker(
             env=child_env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=demo_root(),
         )
+
+
+def last_error(log_path: Path, since: int = 0, tail_bytes: int = 65536) -> str | None:
+    """The last ``error: ...`` line the CLI wrote to ``log_path`` after byte ``since`` (its
+    one-line reason for exiting), or ``None``."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(max(since, f.seek(0, os.SEEK_END) - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [line.strip() for line in lines if line.startswith("error: ")]
+    return found[-1].removeprefix("error: ") if found else None
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
@@ -118,7 +136,8 @@ def run_demo(settings: Settings, users: int, seed: int, timeout: float, console:
         f"produced {n} web/ad/CRM events for {users} users "
         f"({len(set(g.truth.values()))} planted personas)"
     )
-    log_path = REPO / ".local" / "demo-worker.log"
+    log_path = demo_root() / ".local" / "demo-worker.log"
+    since = log_path.stat().st_size if log_path.exists() else 0  # the log is appended to
     proc = start_worker(settings, log_path, env={"SEGSTREAM_PUBLISH_EVERY_S": "3"})
     console.print(f"worker started (pid {proc.pid}, log {log_path})")
     try:
@@ -126,7 +145,10 @@ def run_demo(settings: Settings, users: int, seed: int, timeout: float, console:
             settings, sorted(g.truth), timeout=timeout, settle=8, proc=proc, console=console
         )
     except (TimeoutError, RuntimeError) as exc:
-        console.print(f"[red]demo failed:[/red] {exc}; see {log_path}")
+        # a worker that exited said why in one line (e.g. its metrics port is taken)
+        said = last_error(log_path, since) if proc.poll() is not None else None
+        reason = f"the worker exited: {said}" if said else str(exc)
+        console.print(f"[red]demo failed:[/red] {reason}; see {log_path}")
         stop_worker(proc)
         return 1
     stop_worker(proc)

@@ -223,7 +223,9 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
         FIRED.labels(rule.name)
     for outcome in OUTCOMES:
         WEBHOOKS.labels(outcome)
-    return metrics.serve_metrics(settings, settings.triggers_metrics_port, RELAY_REGISTRY)
+    return metrics.serve_metrics(
+        settings, settings.triggers_metrics_port, RELAY_REGISTRY, "SEGSTREAM_TRIGGERS_METRICS_PORT"
+    )
 
 
 def run(settings: Settings, loglevel: str = "info") -> None:
@@ -232,10 +234,10 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     from segstream.streams.app import use_event_loop
     from segstream.streams.topics import ensure_topics
 
+    serve_metrics(settings)  # first: a port that is taken ends the relay at once
     ensure_topics(settings)
     if not settings.trigger_rules:
         log.warning("no SEGSTREAM_TRIGGER_RULES: segment changes are read but nothing fires")
     relay = build(settings)
-    serve_metrics(settings)
     use_event_loop(settings)
     faust.Worker(relay.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()

@@ -4,17 +4,27 @@
 
     SegstreamError                  base: catch this to catch ours
     ├── ConfigError                 a setting is invalid or missing
+    │   └── PortInUse               a port a setting names cannot be listened on
     ├── KafkaUnavailable            the broker cannot be reached or refused an admin call
     ├── RedisUnavailable            Redis cannot be reached
     ├── UnknownUser                 no segment is stored for that user
     ├── ReplayError                 an input file cannot be read as asked (bad map, format)
-    └── NoSegments                  no model published in the namespace yet (report)
+    ├── NoSegments                  no model published in the namespace yet (report)
+    └── NeedsCheckout               a command needs the source checkout (dev, bench)
 
 Each message says what went wrong and what to do about it. Bad *events* are not
-errors: they are dead-lettered with a reason (see ``schemas.parse``).
+errors: they are dead-lettered with a reason (see ``segstream.schemas.parse``).
+
+The CLI turns each into one line and an exit code: ``EXIT_CONFIG`` for a
+``ConfigError``, ``EXIT_FAILURE`` for the others. A worker that crashed exits
+``EXIT_CRASHED``, so that its supervisor starts it again.
 """
 
 from __future__ import annotations
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2  # also a bad command line (typer's own usage errors)
+EXIT_CRASHED = 70  # EX_SOFTWARE: a task or agent of the worker crashed
 
 
 class SegstreamError(Exception):
@@ -23,6 +33,24 @@ class SegstreamError(Exception):
 
 class ConfigError(SegstreamError):
     pass
+
+
+class PortInUse(ConfigError):
+    def __init__(self, host: str, port: int, setting: str, detail: str) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port} ({detail}); another process, such as a second "
+            f"worker on this machine, may hold it. Set {setting} to a free port (0: do not "
+            "serve it)."
+        )
+
+
+class NeedsCheckout(SegstreamError):
+    def __init__(self, command: str, what: str) -> None:
+        super().__init__(
+            f"`segstream {command}` needs a source checkout of segstream ({what}), which an "
+            "installed package does not carry. Clone the repository and run it from there "
+            "(`pip install -e .` in the clone)."
+        )
 
 
 class KafkaUnavailable(SegstreamError):

@@ -45,10 +45,17 @@ REASONS = (
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a record was refused. ``detail`` never contains a raw email."""
+    """Why a record was refused. ``detail`` never contains a raw email.
+
+    ``value``: for a refusal by a configured limit, what the limit refused: the event
+    time in epoch ms (``ts_too_old``, ``ts_in_future``), the record's size in bytes
+    (``oversized``), its ``schema_version`` when an integer (``unknown_schema_version``).
+    Summaries use it to say which value of the setting would accept the record.
+    """
 
     reason: str
     detail: str
+    value: int | None = None
 
 
 class EventParser:
@@ -67,6 +74,7 @@ class EventParser:
         self._key = key
         self._max_bytes = max_bytes
         self._max_skew = max_future_skew
+        self._min_year = min_year
         self._min_ts_ms = int(datetime(min_year, 1, 1, tzinfo=UTC).timestamp() * 1000)
         self._versions = frozenset(versions)
         self._now = now
@@ -75,7 +83,11 @@ class EventParser:
         if not raw:
             return Rejection("empty", "record has no value")
         if len(raw) > self._max_bytes:
-            return Rejection("oversized", f"{len(raw)} bytes > limit {self._max_bytes}")
+            return Rejection(
+                "oversized",
+                f"{len(raw)} bytes > limit {self._max_bytes} (SEGSTREAM_MAX_EVENT_BYTES)",
+                len(raw),
+            )
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -93,7 +105,9 @@ class EventParser:
         if type(version) is not int or version not in self._versions:
             return Rejection(
                 "unknown_schema_version",
-                f"schema_version must be one of {sorted(self._versions)}",
+                f"schema_version must be one of {sorted(self._versions)} "
+                "(SEGSTREAM_SCHEMA_VERSIONS)",
+                version if type(version) is int else None,
             )
         data = dict(upgrade(data))
         if data.setdefault("source", source) != source:
@@ -118,9 +132,19 @@ class EventParser:
             )
         event = to_event(model)
         if event.ts_ms < self._min_ts_ms:
-            return Rejection("ts_too_old", f"ts {model.ts.isoformat()} is before the minimum")
+            return Rejection(
+                "ts_too_old",
+                f"ts {model.ts.isoformat()} is before {self._min_year}-01-01, the minimum "
+                "(SEGSTREAM_MIN_EVENT_YEAR)",
+                event.ts_ms,
+            )
         if model.ts > self._now() + self._max_skew:
-            return Rejection("ts_in_future", f"ts {model.ts.isoformat()} is in the future")
+            return Rejection(
+                "ts_in_future",
+                f"ts {model.ts.isoformat()} is more than {self._max_skew.total_seconds():.0f} s "
+                "ahead of the clock (SEGSTREAM_MAX_FUTURE_SKEW_S)",
+                event.ts_ms,
+            )
         return event
 
 

@@ -1,7 +1,7 @@
 """Records segstream writes: the ``segments``, ``segment-changes``, ``dlq``, ``erasures``
 and ``audit`` topics.
 
-These are public API (see README, "Topics"); change them only on purpose.
+These are public API (see docs/reference/topics.md); change them only on purpose.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
+
+from segstream.schemas.privacy import redact_emails
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,33 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
+
+    @classmethod
+    def of(
+        cls,
+        reason: str,
+        detail: str,
+        where: tuple[str, int, int],
+        key: bytes | None,
+        value: bytes | None,
+        stage: str,
+        at_ms: int,
+    ) -> tuple[bytes | None, DeadLetter]:
+        """The letter for a refused record at ``where`` (topic, partition, offset), and its
+        key: emails redacted from both, any byte kept."""
+        key = redact_emails(key) if key else None
+        letter = cls(
+            reason=reason,
+            detail=detail,
+            topic=where[0],
+            partition=where[1],
+            offset=where[2],
+            key=key.decode("latin-1") if key else None,
+            value=redact_emails(value or b"").decode("latin-1"),
+            stage=stage,
+            at_ms=at_ms,
+        )
+        return key, letter
 
     @classmethod
     def from_json(cls, raw: bytes) -> DeadLetter:

@@ -177,7 +177,8 @@ class Settings(BaseSettings):
     quality_sample: int = Field(1000, ge=0, le=5000)  # users in the silhouette (0: off)
 
     # HTTP API (segstream api)
-    api_host: str = "127.0.0.1"
+    # never empty: an empty variable is "not given" to `api --host` and would listen everywhere
+    api_host: str = Field("127.0.0.1", min_length=1)
     api_port: int = Field(8080, ge=0, le=65535)
     api_redis_url: SecretStr | None = None  # its own read-only Redis user; else redis_url
     api_key_cache_s: float = Field(5.0, ge=0)  # a revoked key works at most this long

@@ -32,7 +32,6 @@ from segstream.consumers.redis_view import SegmentWriter
 from segstream.models.features import FeatureSpace, feature_space
 from segstream.models.identity import Out, SentLinks
 from segstream.models.segments import Snapshot
-from segstream.schemas.privacy import redact_emails
 from segstream.schemas.records import DeadLetter
 from segstream.schemas.settings import TOPICS, Settings, kafka_ssl_context
 from segstream.streams import metrics
@@ -125,18 +124,21 @@ class Runtime:
         self, event: Any, reason: str, detail: str, stage: str
     ) -> tuple[str, bytes | None, bytes]:
         m = event.message
+        return self.letter((m.topic, m.partition, m.offset), m.key, m.value, reason, detail, stage)
+
+    def letter(
+        self,
+        where: tuple[str, int, int],
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        detail: str,
+        stage: str,
+    ) -> tuple[str, bytes | None, bytes]:
+        """A ``dlq`` record for what was refused at ``where`` (topic, partition, offset)."""
         metrics.DLQ.labels(reason, stage).inc()
-        key = redact_emails(m.key) if m.key else None
-        letter = DeadLetter(
-            reason=reason,
-            detail=detail,
-            topic=m.topic,
-            partition=m.partition,
-            offset=m.offset,
-            key=key.decode("latin-1") if key else None,
-            value=redact_emails(m.value or b"").decode("latin-1"),
-            stage=stage,
-            at_ms=int(time.time() * 1000),
+        key, letter = DeadLetter.of(
+            reason, detail, where, key, value, stage, int(time.time() * 1000)
         )
         return "dlq", key, letter.to_json()
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.settings import Settings, kafka_client_config
 from segstream.streams.lag import Offsets
 
@@ -270,7 +271,7 @@ def restart_for(
             "%s: %s, %d restarts in %.0f s: exiting", stage, why, count - 1, RESTART_WINDOW_S
         )
         logging.shutdown()
-        os._exit(70)
+        os._exit(EXIT_CRASHED)
     log.critical("%s: %s; restart %d to read them again", stage, why, count)
     if leave is not None:
         leave()

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker. Names are public API (README, "Metrics")."""
+"""Prometheus metrics of the worker. Names are public API (docs/reference/metrics.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from segstream.schemas.errors import PortInUse
 from segstream.schemas.settings import Settings
 
 KNOWN_TYPES = frozenset(
@@ -131,12 +132,18 @@ def event_type_label(event_type: str) -> str:
 
 
 def serve_metrics(
-    settings: Settings, port: int, registry: CollectorRegistry = REGISTRY
+    settings: Settings, port: int, registry: CollectorRegistry = REGISTRY, setting: str = ""
 ) -> WSGIServer | None:
     """Serve ``registry`` at ``/metrics`` on ``settings.metrics_host:port`` from a daemon
     thread, as the worker (``metrics_port``) and the trigger relay (``triggers_metrics_port``)
-    do; port 0: nothing is served. The server is returned so that tests can shut it down."""
+    do; port 0: nothing is served. The server is returned so that tests can shut it down.
+
+    A port that cannot be listened on raises ``PortInUse`` naming ``setting`` (the
+    environment variable that moves it)."""
     if not port:
         return None
-    server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+    try:
+        server, _ = start_http_server(port, addr=settings.metrics_host, registry=registry)
+    except OSError as exc:
+        raise PortInUse(settings.metrics_host, port, setting, exc.strerror or str(exc)) from exc
     return server

@@ -23,6 +23,7 @@ from segstream.models.features import Profile
 from segstream.models.health import value_of
 from segstream.models.identity import Out, link, resolve, route
 from segstream.models.profiles import assign, handle
+from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.parse import EventParser, Rejection
 from segstream.schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
 from segstream.streams import metrics
@@ -58,7 +59,7 @@ async def guarded(stage: str, work: Awaitable[None]) -> None:
             exc_info=task.exception(),
         )
         logging.shutdown()
-        os._exit(70)
+        os._exit(EXIT_CRASHED)
     if interrupted or task.cancelled():
         raise asyncio.CancelledError
 

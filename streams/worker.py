@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.settings import SOURCES, Settings
 from segstream.streams import metrics, stages, training
 from segstream.streams.app import Pipeline, use_event_loop
@@ -181,10 +182,10 @@ def build(settings: Settings) -> Pipeline:
 
 def run(settings: Settings, loglevel: str = "info") -> None:
     """Create topics, serve metrics, run until SIGTERM/SIGINT (graceful: commits, flushes)."""
+    metrics.serve_metrics(settings, settings.metrics_port, setting="SEGSTREAM_METRICS_PORT")
     created = ensure_topics(settings)
     if created:
         log.info("created topics: %s", ", ".join(created))
-    metrics.serve_metrics(settings, settings.metrics_port)
     for kind in ("feature", "segment", "centroid"):
         metrics.DRIFT_DETECTED.labels(kind)  # exported at 0, so increase() sees the first
     metrics.MODEL_OWNER.set(0)
@@ -203,4 +204,4 @@ def run(settings: Settings, loglevel: str = "info") -> None:
 
 def exit_code(p: Pipeline) -> int:
     """70 once the app has crashed (its services stop as on SIGTERM), else 0."""
-    return 70 if p.app.crash_reason is not None else 0
+    return EXIT_CRASHED if p.app.crash_reason is not None else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,3 +50,31 @@ def flush_namespace(settings: Settings) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Fault tests last: they stop and start the shared servers."""
     items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """segstream built as a wheel, as ``pip install segstream`` would install it."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--wheel-dir", str(out), str(REPO)],
+        check=True,
+    )  # fmt: skip
+    (built,) = out.glob("segstream-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed in a virtual environment outside the checkout; returns its
+    ``bin`` folder. The environment sees this interpreter's packages for the
+    dependencies only: the wheel's own ``segstream`` comes first on its path."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+         "--no-index", "--disable-pip-version-check", str(wheel)],
+        check=True,
+    )  # fmt: skip
+    return venv / "bin"

@@ -26,7 +26,10 @@ HGETALL when it is stale).
 Errors are JSON ``{"error": code, "detail": ...}``: 401 ``unauthorized``, 403
 ``forbidden``, 404 ``unknown_user`` / ``unknown_segment`` / ``not_found``, 413
 ``body_too_large``, 422 ``invalid_request``, 429 ``rate_limited`` (with
-``Retry-After``), 503 ``redis_unavailable``.
+``Retry-After``), 500 ``redis_error`` (Redis refused a command), 503 ``redis_unavailable``;
+the OpenAPI document (/openapi.json) declares each with the operations that can answer it,
+and the member cursor's format (``schema.CURSOR_PATTERN``), checked against the app by
+tests/consumers/test_api_openapi.py and test_api_pages.py.
 
 Modules: ``app`` (routes), ``schema`` (request and answer shapes), ``reader`` (Redis
 reads), ``runtime`` (shared state, auth), ``errors``, ``pages`` (member cursors),

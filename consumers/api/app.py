@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Query, Request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +22,7 @@ from starlette.responses import Response
 
 from segstream.consumers.api.errors import (
     ERRORS,
+    TOO_LARGE,
     ApiError,
     OrjsonResponse,
     add_handlers,
@@ -38,7 +40,10 @@ from segstream.consumers.api.runtime import (
 )
 from segstream.consumers.api.schema import (
     BEARER,
+    CURSOR_DESCRIPTION,
+    CURSOR_PATTERN,
     LOOKUP_BODY,
+    MAX_CURSOR_CHARS,
     MAX_ID_CHARS,
     MAX_PAGE,
     USER_ID_PARAMETER,
@@ -47,6 +52,7 @@ from segstream.consumers.api.schema import (
     MembersOut,
     SegmentOut,
     UserSegmentOut,
+    bad_cursor,
     parse_lookup,
     too_long,
     user_json,
@@ -57,10 +63,15 @@ from segstream.schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, clock: Clock = time.monotonic) -> FastAPI:
-    """The API application; Redis is connected by its lifespan (uvicorn, TestClient)."""
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock = time.monotonic,
+    redis: aioredis.Redis | None = None,
+) -> FastAPI:
+    """The API application; Redis is connected by its lifespan (uvicorn, TestClient), or is
+    ``redis``, a client the caller owns (the unit tests' in-memory one)."""
     settings = settings or Settings()
-    rt = Runtime(settings, clock)
+    rt = Runtime(settings, clock, redis)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +141,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.monotonic) 
     @app.post(
         "/v1/segments/lookup",
         response_model=LookupOut,
-        responses=ERRORS,
+        responses={**ERRORS, 413: TOO_LARGE},
         tags=["segments"],
         openapi_extra={"requestBody": LOOKUP_BODY, "security": BEARER},
     )
@@ -180,7 +191,15 @@ def create_app(settings: Settings | None = None, clock: Clock = time.monotonic) 
     async def members(
         segment_id: int,
         _: MembersRead,
-        cursor: Annotated[str, Query(max_length=2048, description="From next_cursor.")] = "0",
+        cursor: Annotated[
+            str,
+            Query(
+                max_length=MAX_CURSOR_CHARS,
+                description=CURSOR_DESCRIPTION,
+                # checked by decode_cursor, with the same pattern and a shorter message
+                json_schema_extra={"pattern": CURSOR_PATTERN},
+            ),
+        ] = "0",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """Profile keys in a segment, a page at a time (SSCAN; a page may hold fewer than
@@ -190,7 +209,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.monotonic) 
         try:
             scan, count, after = decode_cursor(cursor)
         except ValueError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+            raise ApiError(422, "invalid_request", bad_cursor(str(exc))) from None
         count = count or limit
         next_scan, batch = await rt.reader.scan_members(segment_id, scan, count)
         empty = scan == 0 and next_scan == 0 and not batch

@@ -53,8 +53,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {  # for the OpenAPI document
         (403, "The key lacks the scope"),
         (422, "Invalid request"),
         (429, "Over the key's rate (per API process); see Retry-After"),
+        (500, "Redis refused a command (redis_error: see the API log)"),
         (503, "Redis unavailable"),
     )
+}
+TOO_LARGE: dict[str, Any] = {  # the body limit (SEGSTREAM_API_MAX_BODY_BYTES), for routes with one
+    "model": ErrorOut,
+    "description": "The request body is over the limit (SEGSTREAM_API_MAX_BODY_BYTES)",
 }
 
 

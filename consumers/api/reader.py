@@ -25,7 +25,7 @@ from segstream.models.health import Health
 from segstream.schemas.settings import Settings
 
 CATALOG_TTL_S = 1.0
-LOOKUP_SCRIPT = resources.files("consumers").joinpath("lookup_segment.lua").read_text()
+LOOKUP_SCRIPT = resources.files("segstream.consumers").joinpath("lookup_segment.lua").read_text()
 
 
 class Catalog:

@@ -23,10 +23,13 @@ REDIS_MAX_CONNECTIONS = 64
 class Runtime:
     """What the handlers share: made by the lifespan, gone after it."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock, client: aioredis.Redis | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.limiter = RateLimiter(clock)
+        self._given = client  # a client the caller owns (tests: an in-memory one)
         self._client: aioredis.Redis | None = None
         self._reader: AsyncSegmentReader | None = None
         self._keys: KeyCache | None = None
@@ -36,15 +39,18 @@ class Runtime:
         return (s.api_redis_url or s.redis_url).get_secret_value()
 
     async def start(self) -> None:
-        pool = aioredis.ConnectionPool.from_url(
-            self.redis_url(),
-            max_connections=REDIS_MAX_CONNECTIONS,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            health_check_interval=30,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
-        )
-        self._client = aioredis.Redis(connection_pool=pool)
+        if self._given is not None:
+            self._client = self._given
+        else:
+            pool = aioredis.ConnectionPool.from_url(
+                self.redis_url(),
+                max_connections=REDIS_MAX_CONNECTIONS,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                health_check_interval=30,
+                retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
         self._reader = AsyncSegmentReader(self._client, self.settings, clock=self.clock)
         self._keys = KeyCache(
             self._client,
@@ -55,7 +61,7 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._given is None:
             pool = self._client.connection_pool
             await self._client.aclose()
             await pool.disconnect()

@@ -3,7 +3,7 @@
 # Sourced (never executed) by those scripts, which already `set -euo pipefail`.
 
 # ---------------------------------------------------------------------------
-# Settings (environment knobs, see README.md)
+# Settings (environment knobs, see deploy/local/README.md)
 # ---------------------------------------------------------------------------
 LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$LIB_DIR/../.." && pwd)"
@@ -484,7 +484,7 @@ install_redis() {
 #   segapi:    reads seg:* with the commands the lookup API sends, nothing else (its lookup
 #              script runs as EVAL_RO/EVALSHA_RO, where Redis refuses any write);
 #   default:   left open without a password on this loopback-only dev server (tests and
-#              redis-cli use it); a production server turns it off (README, Security).
+#              redis-cli use it); a production server turns it off (docs/reference/security.md).
 # Passwords are made once (mode 600); users.acl holds only their SHA-256 digests, and
 # credentials.env holds the SEGSTREAM_* URLs for `set -a; . credentials.env`.
 redis_write_users() {

@@ -20,13 +20,7 @@ REDIS_PASSWORD = "rp-Jv77-very-secret"
 REDIS_QUERY_PASSWORD = "rq-Lk09-very-secret"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """Only what a test sets: no SEGSTREAM_* from the developer's shell; wide rich output."""
-    for name in list(os.environ):
-        if name.startswith("SEGSTREAM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("COLUMNS", "400")
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

@@ -1,15 +1,29 @@
-"""consumers/replay.py: turning exported rows into events (the parts that need no Kafka)."""
+"""consumers/replay.py: turning exported rows into events, and what it says about the rows
+it rejects (the parts that need no Kafka)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
+from typer.testing import CliRunner
 
-from segstream.consumers.replay import ReplayError, _pairs, _rows, rows_to_events
+from segstream.consumers import replay
+from segstream.consumers.cli import app
+from segstream.consumers.replay import (
+    LIMITED_BY,
+    ReplayError,
+    ReplayReport,
+    _pairs,
+    _rows,
+    replay_file,
+    rows_to_events,
+)
 from segstream.schemas.events import Event
-from segstream.schemas.parse import EventParser
+from segstream.schemas.parse import REASONS, EventParser, Rejection
+from segstream.schemas.settings import Settings
 
 TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 PARSER = EventParser(b"replay-test-key", now=lambda: datetime(2026, 6, 1, tzinfo=UTC))
@@ -288,3 +302,189 @@ def test_unknown_format_raises_replay_error(tmp_path):
     path = write(tmp_path / "e.xml", "<e/>")
     with pytest.raises(ReplayError, match="xml"):
         list(_rows(path, "xml"))
+
+
+# ---------------------------------------------------- rejections and the summary
+# replay_file reaches Kafka (ensure_topics, send_all) only with rows to send: these files
+# are rejected whole, or the two are replaced by `sent`.
+
+
+@pytest.fixture
+def env(clean_env: None) -> None:
+    """Settings from the code's defaults alone, whatever the developer's shell holds."""
+
+
+@pytest.fixture
+def no_kafka(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("Kafka was used")
+
+    monkeypatch.setattr(replay, "ensure_topics", fail)
+    monkeypatch.setattr(replay, "send_all", fail)
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[dict]:
+    """The events replay_file would produce, without Kafka."""
+    out: list[dict] = []
+
+    def send_all(settings, records, on_progress=None):
+        out.extend(orjson.loads(value) for _, _, value in records)
+        return len(out)
+
+    monkeypatch.setattr(replay, "ensure_topics", lambda settings: None)
+    monkeypatch.setattr(replay, "send_all", send_all)
+    return out
+
+
+def ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def crm_csv(path: Path, *stamps: str | int) -> Path:
+    lines = ["user_id,ts,type"] + [
+        f"u{n},{ts if isinstance(ts, int) else ms(ts)},purchase" for n, ts in enumerate(stamps)
+    ]
+    return write(path, "\n".join(lines) + "\n")
+
+
+def run(path: Path, source="crm", **settings) -> ReplayReport:
+    return replay_file(Settings(**settings), path, source=source, fmt="csv", maps=[], sets=[])
+
+
+def test_history_before_the_minimum_year_names_the_setting_and_the_year(env, no_kafka, tmp_path):
+    path = crm_csv(tmp_path / "old.csv", "1995-06-01T00:00:00+00:00", "1987-03-02T12:00:00+00:00")
+    report = run(path)
+    assert (report.sent, report.rejected, dict(report.reasons)) == (0, 2, {"ts_too_old": 2})
+    assert report.oldest_ms == ms("1987-03-02T12:00:00+00:00")
+    assert report.summary(Settings()).splitlines() == [
+        "every row was rejected (ts_too_old: 2): nothing was sent",
+        "  2 rows are older than 2000-01-01 (SEGSTREAM_MIN_EVENT_YEAR=2000), the oldest from "
+        "1987-03-02: set SEGSTREAM_MIN_EVENT_YEAR=1987 for this command and the workers to "
+        "accept them",
+    ]
+
+
+def test_the_year_the_summary_names_accepts_the_rows(env, sent, tmp_path):
+    path = crm_csv(tmp_path / "old.csv", "1995-06-01T00:00:00+00:00", "1987-03-02T12:00:00+00:00")
+    report = run(path, min_event_year=1987)
+    assert (report.sent, report.rejected) == (2, 0)
+    assert report.summary(Settings(min_event_year=1987)) == "sent 2 events, rejected 0"
+
+
+def test_history_before_1970_gets_the_earliest_year_the_setting_takes(env, no_kafka, tmp_path):
+    report = run(crm_csv(tmp_path / "old.csv", "1965-01-01T00:00:00+00:00"))
+    line = report.summary(Settings()).splitlines()[1]
+    assert line.startswith("  1 row is older than 2000-01-01 (SEGSTREAM_MIN_EVENT_YEAR=2000)")
+    assert "set SEGSTREAM_MIN_EVENT_YEAR=1970 for this command and the workers" in line
+    assert "those from 1970 on (1970 is the earliest year it takes)" in line
+    Settings(min_event_year=1970)  # the value it names is one the setting takes
+
+
+def test_epoch_seconds_are_named_as_such_not_a_reason_to_lower_the_year(env, no_kafka, tmp_path):
+    report = run(crm_csv(tmp_path / "seconds.csv", TS // 1000, TS // 1000 + 60))
+    assert dict(report.reasons) == {"ts_too_old": 2}
+    line = report.summary(Settings(), now=datetime(2026, 6, 1, tzinfo=UTC)).splitlines()[1]
+    assert "the oldest from 1970-01-21" in line
+    assert "look like epoch seconds (the oldest would be 2026-01-01): multiply them by 1000" in line
+    assert "set SEGSTREAM_MIN_EVENT_YEAR" not in line
+
+
+def test_replay_checks_the_future_skew_setting(env, no_kafka, tmp_path):
+    soon = datetime.now(tz=UTC) + timedelta(hours=3)
+    path = crm_csv(tmp_path / "soon.csv", soon.isoformat())
+    report = run(path, max_future_skew_s=3600)
+    assert dict(report.reasons) == {"ts_in_future": 1}
+    line = report.summary(Settings(max_future_skew_s=3600), now=soon - timedelta(hours=3))
+    assert line.splitlines()[1] == (
+        "  1 row is dated more than 3,600 s ahead of the clock "
+        f"(SEGSTREAM_MAX_FUTURE_SKEW_S=3600), the latest {soon:%Y-%m-%d %H:%M} UTC: set "
+        "SEGSTREAM_MAX_FUTURE_SKEW_S=10800 for this command and the workers to accept them "
+        "(or check the export's clock)"
+    )
+
+
+def test_replay_checks_the_size_the_workers_check(env, no_kafka, sent, tmp_path):
+    path = write(tmp_path / "big.csv", f"user_id,ts,type,page\nu1,{TS},page_view,/{'x' * 400}\n")
+    report = run(path, source="web", max_event_bytes=256)
+    assert dict(report.reasons) == {"oversized": 1}
+    assert report.largest_bytes is not None and report.largest_bytes > 400
+    (line,) = report.summary(Settings(max_event_bytes=256)).splitlines()[1:]
+    assert line == (
+        "  1 row is larger than 256 bytes as events (SEGSTREAM_MAX_EVENT_BYTES=256), the "
+        f"largest {report.largest_bytes:,}: set SEGSTREAM_MAX_EVENT_BYTES="
+        f"{report.largest_bytes} for this command and the workers to accept them"
+    )
+    again = run(path, source="web", max_event_bytes=report.largest_bytes)
+    assert (again.sent, again.rejected) == (1, 0)
+    assert sent[0]["page"] == "/" + "x" * 400
+
+
+def test_a_schema_version_the_setting_leaves_out_names_the_value_that_takes_it(
+    env, no_kafka, tmp_path
+):
+    path = write(tmp_path / "v1.csv", f"user_id,timestamp,type,schema_version\nu1,{TS},churn,1\n")
+    report = run(path, schema_versions=(2,))
+    assert dict(report.reasons) == {"unknown_schema_version": 1}
+    assert report.summary(Settings(schema_versions=(2,))).splitlines()[1] == (
+        "  1 row has a schema_version outside SEGSTREAM_SCHEMA_VERSIONS=[2]: set "
+        "SEGSTREAM_SCHEMA_VERSIONS='[1,2]' for this command and the workers to accept version 1"
+    )
+
+
+def test_a_schema_version_this_release_does_not_read_is_not_a_setting(env, no_kafka, tmp_path):
+    path = write(tmp_path / "v3.csv", f"user_id,ts,type,schema_version\nu1,{TS},churn,3\n")
+    report = run(path)
+    assert report.summary(Settings()).splitlines()[1] == (
+        "  1 row has a schema_version outside SEGSTREAM_SCHEMA_VERSIONS=[1,2]: this release "
+        "reads versions 1, 2; convert the rows to one of them"
+    )
+
+
+def test_rejections_no_setting_decides_get_no_line(env, sent, tmp_path):
+    path = write(tmp_path / "mixed.csv", f"user_id,ts,type\nu1,{TS},churn\n,{TS},churn\n")
+    report = run(path)
+    assert report.summary(Settings()) == "sent 1 event, rejected 1 (missing_identity: 1)"
+
+
+def test_an_invalid_raw_email_is_a_rejected_row_not_a_crash(env, no_kafka, tmp_path):
+    path = write(tmp_path / "e.csv", f"email,ts,type\nnot an address,{TS},churn\n")
+    assert dict(run(path).reasons) == {"invalid_email": 1}
+
+
+def test_an_empty_file_says_so(env, no_kafka, tmp_path):
+    report = run(write(tmp_path / "empty.csv", "user_id,ts,type\n"))
+    assert report.summary(Settings()) == "no rows in the file: nothing was sent"
+
+
+def test_each_limited_reason_is_a_parser_reason_and_its_setting_a_field():
+    assert set(LIMITED_BY) <= set(REASONS)
+    for reason, name in LIMITED_BY.items():
+        assert name.removeprefix("SEGSTREAM_").lower() in Settings.model_fields, reason
+        report = ReplayReport()
+        report.reject(Rejection(reason, "", None))  # even without the value refused
+        line = report.summary(Settings()).splitlines()[1]
+        assert f"{name}=" in line, line  # its current value
+
+
+def test_the_command_prints_the_summary_and_exits_1_when_every_row_is_rejected(
+    env, no_kafka, tmp_path
+):
+    path = crm_csv(tmp_path / "old.csv", *["1990-01-01T00:00:00+00:00"] * 3214)
+    result = CliRunner().invoke(app, ["replay", str(path), "--source", "crm"])
+    assert result.exit_code == 1
+    assert "every row was rejected (ts_too_old: 3,214): nothing was sent" in result.output
+    assert (
+        "3,214 rows are older than 2000-01-01 (SEGSTREAM_MIN_EVENT_YEAR=2000), the oldest "
+        "from 1990-01-01: set SEGSTREAM_MIN_EVENT_YEAR=1990 for this command and the workers "
+        "to accept them"
+    ) in result.output
+
+
+def test_the_command_reads_the_setting_it_names(env, sent, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTREAM_MIN_EVENT_YEAR", "1990")
+    path = crm_csv(tmp_path / "old.csv", "1990-01-01T00:00:00+00:00", "1985-01-01T00:00:00+00:00")
+    result = CliRunner().invoke(app, ["replay", str(path), "--source", "crm"])
+    assert result.exit_code == 0, result.output
+    assert "sent 1 event, rejected 1 (ts_too_old: 1)" in result.output
+    assert "(SEGSTREAM_MIN_EVENT_YEAR=1990), the oldest from 1985-01-01" in result.output

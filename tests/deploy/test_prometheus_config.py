@@ -2,8 +2,9 @@
 tests, every alert is tested both ways, and the rules and the Grafana dashboard use only the
 metric contract.
 
-promtool comes with Debian's ``prometheus`` package (``.ci/run`` installs it); without it
-these tests fail rather than skip, so CI cannot go green without checking the rules.
+promtool comes with Debian's ``prometheus`` package (``deploy/test`` installs it through
+``deploy/local/system-deps``); without it these tests fail rather than skip, so CI cannot
+go green without checking the rules.
 """
 
 from __future__ import annotations
@@ -30,19 +31,21 @@ DASHBOARD = PROM / "grafana" / "segment-health.json"
 METRIC_NAME = re.compile(r"\bsegstream_[a-z0-9_]+")
 
 
-def readme_metrics() -> tuple[set[str], set[str]]:
-    """The public metric names (README, "Metrics"), and which of them are histograms."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
-    names = set(METRIC_NAME.findall(section))
+METRICS_PAGE = REPO / "docs" / "reference" / "metrics.md"
+
+
+def documented_metrics() -> tuple[set[str], set[str]]:
+    """The public metric names (docs/reference/metrics.md, the whole page), and which of
+    them are histograms."""
+    text = METRICS_PAGE.read_text()
+    names = set(METRIC_NAME.findall(text))
     histograms = {
-        m.group(1)
-        for m in re.finditer(r"^\| `(segstream_[a-z0-9_]+)` \| histogram \|", section, re.M)
+        m.group(1) for m in re.finditer(r"^\| `(segstream_[a-z0-9_]+)` \| histogram \|", text, re.M)
     }
     return names, histograms
 
 
-CONTRACT, HISTOGRAMS = readme_metrics()
+CONTRACT, HISTOGRAMS = documented_metrics()
 RECORDED_NAME = re.compile(r"\bsegstream:[a-z0-9_:]+")
 JOB_MATCHER = re.compile(r'\bjob\s*(=~|=)\s*"([^"]+)"')
 SEVERITIES = {"critical", "warning"}
@@ -54,7 +57,8 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if exe is None:
         pytest.fail(
             "promtool is not installed: it comes with Debian's prometheus package "
-            "(apt-get install -y prometheus; .ci/run does this in CI)",
+            "(deploy/local/system-deps promtool, or apt-get install -y prometheus; "
+            "deploy/test does this itself)",
             pytrace=False,
         )
     return subprocess.run(
@@ -273,7 +277,7 @@ def test_dashboard_uses_only_contract_metrics_and_defined_recordings() -> None:
     assert not undefined, f"dashboard uses undefined recording rules: {sorted(undefined)}"
 
 
-def test_the_readme_lists_every_metric_the_code_exports_and_no_other() -> None:
+def test_the_metrics_page_lists_every_metric_the_code_exports_and_no_other() -> None:
     from prometheus_client import REGISTRY, CollectorRegistry
 
     import segstream.streams.metrics  # noqa: F401  (registers the worker's metrics)

@@ -92,15 +92,22 @@ class ApiServer:
 
 
 @contextmanager
-def run_api(log: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[ApiServer]:
-    """``segstream api`` as a real uvicorn server on a free port, ready (``/readyz`` 200);
-    SIGTERM on exit (its exit code is then in ``proc.returncode``)."""
+def run_api(
+    log: Path,
+    env: dict[str, str],
+    args: tuple[str, ...] = (),
+    command: tuple[str, ...] = (sys.executable, "-m", "segstream.consumers.cli"),
+    cwd: Path = REPO,
+) -> Iterator[ApiServer]:
+    """``segstream api`` (``command``: how to run ``segstream``) as a real uvicorn server on
+    a free port, ready (``/readyz`` 200); SIGTERM on exit (its exit code is then in
+    ``proc.returncode``)."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "segstream.consumers.cli", "api", "--host", "127.0.0.1",
-             "--port", str(port), "--loglevel", "info", *args],
-            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+            [*command, "api", "--host", "127.0.0.1", "--port", str(port), "--loglevel", "info",
+             *args],
+            cwd=cwd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"

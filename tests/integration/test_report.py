@@ -138,7 +138,8 @@ def _chromium() -> str:
             return path
     pytest.fail(
         "chromium not found: this test draws the report in a real browser. Install it "
-        "(`apt-get install -y chromium`; .ci/run does) and run again."
+        "(`deploy/local/system-deps chromium`, or `apt-get install -y chromium`; deploy/test "
+        "does this itself) and run again."
     )
 
 

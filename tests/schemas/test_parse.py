@@ -564,3 +564,49 @@ def test_event_digest_is_stable_and_63_bit():
     assert 0 <= a < 2**63
     expected = int.from_bytes(hashlib.blake2b(b"evt-000000001", digest_size=8).digest(), "big") >> 1
     assert a == expected
+
+
+# ------------------------------------------- rejections by a limit that a setting sets
+
+
+def test_rejections_by_a_configured_limit_carry_what_it_refused_and_name_the_setting():
+    p = parser(max_bytes=256, min_year=2000, max_future_skew=timedelta(hours=1), versions=(2,))
+    big = dumps(web(page="/" + "x" * 300))
+    cases = [
+        (big, "oversized", len(big), "256 (SEGSTREAM_MAX_EVENT_BYTES)"),
+        (
+            dumps(web(ts="1987-03-02T00:00:00Z")),
+            "ts_too_old",
+            int(datetime(1987, 3, 2, tzinfo=UTC).timestamp() * 1000),
+            "before 2000-01-01, the minimum (SEGSTREAM_MIN_EVENT_YEAR)",
+        ),
+        (
+            dumps(web(ts=NOW_MS + 7_200_000)),
+            "ts_in_future",
+            NOW_MS + 7_200_000,
+            "more than 3600 s ahead of the clock (SEGSTREAM_MAX_FUTURE_SKEW_S)",
+        ),
+        (
+            dumps(web(schema_version=1)),
+            "unknown_schema_version",
+            1,
+            "one of [2] (SEGSTREAM_SCHEMA_VERSIONS)",
+        ),
+    ]
+    for raw, reason, value, detail in cases:
+        rej = expect_rejection(p.parse(raw, "web"), reason)
+        assert rej.value == value, reason
+        assert detail in rej.detail, rej.detail
+
+
+@pytest.mark.parametrize("version", ["2", True, None, 2.0])
+def test_a_schema_version_that_is_not_an_integer_carries_no_value(version):
+    raw = dumps(web(schema_version=version))
+    assert expect_rejection(parser().parse(raw, "web"), "unknown_schema_version").value is None
+
+
+def test_other_rejections_carry_no_value():
+    assert expect_rejection(parser().parse(b"{", "web"), "malformed_json").value is None
+    data = web()
+    del data["anonymous_id"]
+    assert expect_rejection(parser().parse(dumps(data), "web"), "missing_identity").value is None

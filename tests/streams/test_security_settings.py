@@ -62,7 +62,8 @@ KEY_PASSWORD = "k3y-pass-phrase"
 def client_cert(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throwaway self-signed client certificate, its key encrypted with KEY_PASSWORD and
     in the clear, and a key of another certificate (openssl, EC keys: milliseconds)."""
-    # not a skip: the mutual TLS tests would silently not run (.ci/run installs openssl)
+    # not a skip: the mutual TLS tests would silently not run (deploy/test installs openssl
+    # through deploy/local/system-deps)
     assert shutil.which("openssl"), "these tests need the openssl command: apt-get install openssl"
     d = tmp_path_factory.mktemp("mtls")
     files = {n: d / f"{n}.pem" for n in ("cert", "key_encrypted", "key", "other_key")}
