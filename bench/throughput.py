@@ -10,8 +10,10 @@ topics three ways, one after another on the same machine:
 3. ``throughput_eps``: ``segstream worker``, from the source topics through identity,
    features, clustering, Redis and the output topics, until its group has committed
    every record of every input (sources, ``identity``, ``events``).
-   ``eps_per_worker_cpu`` divides the events by the worker process's CPU seconds
-   (``/proc``), which stays comparable while the broker and Redis share the machine.
+   ``eps_per_worker_cpu`` divides the events by the CPU seconds of every process the
+   worker runs, its edge process included (``/proc``), which stays comparable while the
+   broker and Redis share the machine; ``share_of_raw_loop`` is that figure over the
+   plain loop's events per CPU-second in the same run.
 
 After the timed part, once the model has settled: ``ari_truth`` (the live segments
 against the generator's planted personas) and ``redis_bytes_per_user`` (``MEMORY
@@ -28,7 +30,7 @@ fixed load below saturation (``bench/freshness.py``); after the worker stopped,
    (the lookup API and plain Redis GETs from the same load process, 2,000 requests/s).
 
 ``faust_records_per_event`` counts the records the worker's Faust agents consumed per
-source event (sources, ``identity``, ``events``, ``training``): the engine's cost per
+source event (``identity`` and ``events`` envelopes, ``training``): the engine's cost per
 record times this is the floor of the worker's cost per event.
 
 Each phase is timed from its process's start of work (the first record for 1 and 2,
@@ -84,9 +86,21 @@ FRESHNESS_SECONDS = 20.0
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """User plus system CPU so far of a process and every process it started: the
+    worker's edge process counts as the worker's (live children are read from /proc,
+    ended ones through their parent's reaped-children time)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / TICK  # utime, stime, cutime, cstime
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(c) for c in task.read_text().split()]
+        except FileNotFoundError:
+            continue
+    return own + sum(cpu_seconds(c) for c in children)
 
 
 def raw_consume(settings: Settings, events: int) -> dict[str, float]:
@@ -212,10 +226,10 @@ def clocked(
 
 
 def records_per_event(settings: Settings, events: int) -> float:
-    """Records the worker's agents consumed per source event (every record of their
-    input topics, which the run has read to the end)."""
-    names = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
-    names += [settings.topic("events"), settings.topic("training")]
+    """Records the worker's Faust agents consumed per source event (every record of
+    their input topics, which the run has read to the end; the sources are read by the
+    edge process, outside Faust)."""
+    names = [settings.topic("identity"), settings.topic("events"), settings.topic("training")]
     conf = {**kafka_client_config(settings), "group.id": "bench-count"}
     consumer = Consumer(conf)
     total = 0
@@ -376,6 +390,7 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
         "faust_consume_only_eps_per_cpu": round(n / faust_only["cpu_s"]),
         "raw_consume_eps": round(n / raw["seconds"]),
         "raw_consume_eps_per_cpu": round(n / raw["cpu_s"]),
+        "share_of_raw_loop": round((n / e2e["cpu_s"]) / (n / raw["cpu_s"]), 3),
         "share_of_consume_only": round(
             e2e["seconds"] and faust_only["seconds"] / e2e["seconds"], 3
         ),

@@ -163,19 +163,53 @@ def apply(
     replays after a crash exact: a record at or below the last applied offset of its
     partition is skipped. The event-id window catches copies sent by producers.
     """
+    if applied(state, event, offset_key, offset):
+        return state
+    s = working_copy(state)
+    fold(s, event, offset_key=offset_key, offset=offset, window=window)
+    return s
+
+
+def applied(
+    state: Profile, event: Event, offset_key: str | None = None, offset: int | None = None
+) -> bool:
+    """True when ``event`` (from ``offset`` of ``offset_key``) is in ``state`` already."""
     if (
         offset_key is not None
         and offset is not None
         and offset <= state.offsets.get(offset_key, -1)
     ):
-        return state
-    if seen(state, event, window):
-        return state
+        return True
+    return seen(state, event)
+
+
+def working_copy(state: Profile) -> Profile:
+    """A copy of ``state`` that ``fold`` may change in place (the containers it changes
+    are copied; the rest is shared, immutable)."""
     s = copy.copy(state)
     s.channels, s.devices, s.decayed = dict(s.channels), dict(s.devices), dict(s.decayed)
-    s.recent = [*s.recent[-(window - 1) :], event_digest(event.event_id)]
+    s.session_starts, s.ad_channels = dict(s.session_starts), dict(s.ad_channels)
+    s.recent, s.offsets, s.aliases = list(s.recent), dict(s.offsets), list(s.aliases)
+    return s
+
+
+def fold(
+    s: Profile,
+    event: Event,
+    *,
+    offset_key: str | None = None,
+    offset: int | None = None,
+    window: int = DEDUPE_WINDOW,
+) -> None:
+    """Fold ``event`` into ``s`` in place. ``s`` must be a working copy its caller owns
+    (``working_copy``, or a batch's own state), and ``applied`` must be false: ``apply``
+    is the pure form. A batch folds each user's events into one working copy."""
+    recent = s.recent
+    recent.append(event_digest(event.event_id))
+    if len(recent) > window:
+        del recent[: len(recent) - window]
     if offset_key is not None and offset is not None:
-        s.offsets = {**s.offsets, offset_key: offset}
+        s.offsets[offset_key] = offset
     ts = event.ts_ms
     s.seq += 1
     s.events += 1
@@ -189,14 +223,13 @@ def apply(
         s.email_sha256 = event.email_sha256
     for alias in event_aliases(event):
         if alias != s.key and alias not in s.aliases and len(s.aliases) < MAX_ALIASES:
-            s.aliases = [*s.aliases, alias]
+            s.aliases.append(alias)
     _decay_add(s.decayed, "events_30d", 1.0, ts)
     if event.channel and (event.source == "web" or event.type == "click"):
         _bump(s.channels, event.channel)
         if s.first_channel is None or event.ts_ms < s.first_channel_ms:
             s.first_channel, s.first_channel_ms = event.channel, event.ts_ms
-    {"web": _web, "ad": _ad, "crm": _crm}[event.source](s, event)
-    return s
+    _BY_SOURCE[event.source](s, event)
 
 
 def _web(s: Profile, e: Event) -> None:
@@ -219,16 +252,15 @@ def _session(s: Profile, digest: str, ts: int) -> None:
     The newest MAX_SESSIONS sessions are kept by id; an older one is folded into the
     plain and decayed counters when it is evicted (a straggler of it would count again).
     """
-    known = s.session_starts.get(digest)
+    starts = s.session_starts
+    known = starts.get(digest)
     if known is not None and known <= ts:
         return
-    starts = dict(s.session_starts)
     starts[digest] = ts
     if len(starts) > MAX_SESSIONS:
         oldest = min(starts, key=starts.__getitem__)
         _decay_add(s.decayed, "sessions_30d", 1.0, starts.pop(oldest))
         s.sessions += 1
-    s.session_starts = starts
 
 
 def session_count(p: Profile) -> int:
@@ -258,7 +290,7 @@ def _ad(s: Profile, e: Event) -> None:
     elif e.type == "conversion":
         s.conversions += 1
         s.ad_revenue += e.amount
-    s.ad_channels = {**s.ad_channels, channel: [impr, clicks, cost + e.cost]}
+    s.ad_channels[channel] = [impr, clicks, cost + e.cost]
 
 
 def _crm(s: Profile, e: Event) -> None:
@@ -276,6 +308,9 @@ def _crm(s: Profile, e: Event) -> None:
         s.deals_lost += 1
     elif e.type == "churn":
         s.churned = True
+
+
+_BY_SOURCE: dict[str, Callable[[Profile, Event], None]] = {"web": _web, "ad": _ad, "crm": _crm}
 
 
 def event_aliases(event: Event) -> list[str]:

@@ -130,9 +130,14 @@ class Settings(BaseSettings):
     data_dir: str = ".local/worker"
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.01, gt=0, le=10)  # each hop waits up to this to fill a batch
+    # an envelope (internal topics: one record per destination partition per batch) is cut
+    # at this size; below the broker's message.max.bytes (1 MiB by default)
+    envelope_max_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     commit_interval_s: float = Field(1.0, gt=0)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # uvloop: less overhead per event
     link_cache_size: int = Field(100_000, ge=0)  # identity links remembered as sent
+    # profiles kept decoded between batches (hot users skip the JSON); 0: none
+    profile_cache_size: int = Field(20_000, ge=0)
     # a partition holding records that this worker leaves unread this long while its
     # others move is restarted (faust-streaming #629); 0: never
     stall_restart_s: float = Field(60.0, ge=0)
@@ -234,6 +239,17 @@ class Settings(BaseSettings):
     def consumer_group(self) -> str:
         return f"{self.namespace}-worker"
 
+    @property
+    def edge_group(self) -> str:
+        """The group of the workers' edge processes (they read the source topics)."""
+        return f"{self.namespace}-edge"
+
+    @property
+    def trainer_group(self) -> str:
+        """Where the trainer records how far it has read ``training`` (it reads outside
+        any group; the offsets are for the lag figures, not to resume)."""
+        return f"{self.namespace}-trainer"
+
     def redis_key(self, *parts: str) -> str:
         """Redis key under the namespace, always starting ``seg:`` (the API's ACL)."""
         return ":".join(("seg", self.namespace, *parts))
@@ -249,6 +265,7 @@ class Settings(BaseSettings):
             data["api_redis_url"] = _mask_url(self.api_redis_url.get_secret_value())
         data["topics"] = {t: self.topic(t) for t in TOPICS}
         data["consumer_group"] = self.consumer_group
+        data["edge_group"] = self.edge_group
         return data
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,22 +25,25 @@ import faust
 import orjson
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from segstream.consumers.redis_view import SegmentWriter
-from segstream.models.features import FeatureSpace, feature_space
+from segstream.models.features import FeatureSpace, Profile, feature_space
 from segstream.models.identity import Out, SentLinks
 from segstream.models.segments import Snapshot
+from segstream.schemas.envelope import Item, Packer, Source, partition_for, unpack
 from segstream.schemas.records import DeadLetter
 from segstream.schemas.settings import TOPICS, Settings, kafka_ssl_context
 from segstream.streams import metrics
+from segstream.streams.edge_process import EdgeProcess
 from segstream.streams.sender import Sender
 
 log = logging.getLogger("segstream.worker")
 RETRY_MAX_S = 5.0
 SINGLE_PARTITION = ("training", "model", "erasures", "audit", "api-keys")
+ENVELOPED = frozenset({"identity", "events"})  # internal topics that carry envelopes
+Letter = tuple[str, bytes | None, bytes]
 
 
 def faust_broker_credentials(settings: Settings) -> Any:
@@ -112,13 +116,52 @@ class Runtime:
     # ------------------------------------------------------------ sending
     async def send(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
         """Send ``(topic, key, value)`` records (value None: a tombstone) and wait until the
-        broker has them all; failed sends are retried."""
+        broker has them all; failed sends are retried. Records for the internal topics
+        (``out_record``) travel in envelopes, one per destination partition."""
         names = self.names
-        await self.sender.send((names[t], k, v, None) for t, k, v in records)
+        packer = Packer(self.settings.partitions, self.settings.envelope_max_bytes)
+        plain: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        for topic, key, value in records:
+            if topic in ENVELOPED and key is not None and value is not None:
+                packer.add_encoded(topic, key.decode(), value)
+            else:
+                plain.append((names[topic], key, value, None))
+        plain += [(names[t], None, v, part) for t, part, v in packer.envelopes()]
+        await self.sender.send(plain)
 
     @staticmethod
-    def out_record(out: Out) -> tuple[str, bytes, bytes]:
+    def out_record(out: Out, src: Source | None = None) -> tuple[str, bytes, bytes]:
+        """``out`` as a record for ``send``: an envelope item (with ``src``, where it came
+        from) for the internal topics, else its JSON."""
+        if out.topic in ENVELOPED:
+            return out.topic, out.key.encode(), orjson.dumps([out.key, out.value, src])
         return out.topic, out.key.encode(), orjson.dumps(out.value)
+
+    def unpacked(self, events: list[Any], stage: str) -> tuple[list[Item], list[Letter]]:
+        """The items of a batch of envelopes, and dead letters for what cannot be used."""
+        items: list[Item] = []
+        letters: list[Letter] = []
+        partitions = self.settings.partitions
+        for ev in events:
+            m = ev.message
+            got, misfits = unpack(m.value, m.key, m.partition, m.offset, partitions)
+            items += got
+            for bad in misfits:
+                detail = bad.detail + (f" (from {bad.src})" if bad.src else "")
+                where = (m.topic, m.partition, m.offset)
+                key = bad.key.encode() if bad.key is not None else m.key
+                letters.append(self.letter(where, key, bad.raw, bad.reason, detail, stage))
+        return items, letters
+
+    def item_letter(self, topic: str, item: Item, reason: str, detail: str, stage: str) -> Letter:
+        """A dead letter for one item of an envelope on ``topic``: where its envelope is,
+        the item as a record of its own (``dlq replay`` sends it back as one), and where
+        it came from."""
+        where = (self.names[topic], item.partition, item.offset)
+        if item.src:
+            detail = f"{detail} (from {item.src[0]}[{item.src[1]}]@{item.src[2]})"
+        raw = orjson.dumps(item.record)
+        return self.letter(where, item.key.encode(), raw, reason, detail, stage)
 
     def dead_letter(
         self, event: Any, reason: str, detail: str, stage: str
@@ -134,7 +177,7 @@ class Runtime:
         reason: str,
         detail: str,
         stage: str,
-    ) -> tuple[str, bytes | None, bytes]:
+    ) -> Letter:
         """A ``dlq`` record for what was refused at ``where`` (topic, partition, offset)."""
         metrics.DLQ.labels(reason, stage).inc()
         key, letter = DeadLetter.of(
@@ -150,7 +193,7 @@ class Runtime:
 
     def partition_of(self, key: bytes) -> int:
         """Partition of ``key`` on the ``events``/``identity`` topics (the producer's hash)."""
-        return int(murmur2(key) & 0x7FFFFFFF) % self.settings.partitions
+        return partition_for(key, self.settings.partitions)
 
     async def write_table(self, table: Any, items: dict[bytes, bytes | None]) -> None:
         """Write each key once, to the changelog partition its records come from, and wait.
@@ -194,6 +237,37 @@ class Runtime:
                 delay = min(delay * 2, RETRY_MAX_S)
 
 
+class Decoded:
+    """Profiles as last written to the table, decoded, so that a user's next batch does
+    not decode the JSON again; the least recently used go first. Every write to the
+    table drops its keys (the profile stage puts its own states back), and a rebalance
+    empties it (the tables are restored from their changelogs)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict[bytes, Profile] = OrderedDict()
+
+    def get(self, key: bytes) -> Profile | None:
+        found = self.items.get(key)
+        if found is not None:
+            self.items.move_to_end(key)
+        return found
+
+    def put(self, key: bytes, profile: Profile) -> None:
+        if self.capacity <= 0:
+            return
+        self.items[key] = profile
+        self.items.move_to_end(key)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+    def discard(self, key: bytes) -> None:
+        self.items.pop(key, None)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
 class Pipeline(Runtime):
     """The worker: the runtime plus its tables, feature space, Redis view and model."""
 
@@ -220,3 +294,11 @@ class Pipeline(Runtime):
         self.erased: set[str] = set()  # aliases of erased people (the ``erasures`` topic)
         self.erasures_loaded = asyncio.Event()  # set once the whole topic has been read
         self.links = SentLinks(s.link_cache_size)  # links the broker holds: not sent twice
+        self.edge = EdgeProcess(s)  # the stateless edge, its own process (``run`` starts it)
+        self.decoded = Decoded(s.profile_cache_size)
+
+    async def write_table(self, table: Any, items: dict[bytes, bytes | None]) -> None:
+        if table is self.profiles:
+            for key in items:  # the profile stage puts its states back once written
+                self.decoded.discard(key)
+        await super().write_table(table, items)

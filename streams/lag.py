@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
 from segstream.streams import metrics
 
 TIMEOUT_S = 5.0
@@ -31,27 +31,48 @@ class Position:
 
 
 class Offsets:
+    """The workers' positions: the source topics in the edge's group, ``training`` as far
+    as the trainer has read it, the rest in the worker group."""
+
     def __init__(self, settings: Settings) -> None:
-        conf = {
-            **kafka_client_config(settings),
-            "group.id": settings.consumer_group,
-            "enable.auto.commit": False,
-        }
-        self.consumer = Consumer(conf)
+        def consumer(group: str) -> Consumer:
+            conf = {**kafka_client_config(settings), "group.id": group}
+            return Consumer({**conf, "enable.auto.commit": False})
+
+        self.consumer = consumer(settings.consumer_group)
+        self.edge = consumer(settings.edge_group)
+        self.trainer = consumer(settings.trainer_group)
+        self.sources = {settings.topic(s) for s in SOURCES}
+        self.training = settings.topic("training")
 
     def read(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], Position]:
-        asked = [TopicPartition(topic, p) for topic, p in tps]
         out = {}
-        for tp in self.consumer.committed(asked, timeout=TIMEOUT_S):
-            lo, hi = self.consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
-            out[(tp.topic, tp.partition)] = Position(tp.offset if tp.offset >= 0 else lo, hi)
+        others = {*self.sources, self.training}
+        for consumer, wanted in (
+            (self.edge, [tp for tp in tps if tp[0] in self.sources]),
+            (self.trainer, [tp for tp in tps if tp[0] == self.training]),
+            (self.consumer, [tp for tp in tps if tp[0] not in others]),
+        ):
+            if not wanted:
+                continue
+            asked = [TopicPartition(topic, p) for topic, p in wanted]
+            for tp in consumer.committed(asked, timeout=TIMEOUT_S):
+                lo, hi = consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
+                out[(tp.topic, tp.partition)] = Position(tp.offset if tp.offset >= 0 else lo, hi)
         return out
 
     async def read_async(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], Position]:
         return await asyncio.to_thread(self.read, tps)
 
+    def commit_training(self, position: int) -> None:
+        """Record that the trainer has read ``training`` up to ``position``."""
+        tp = TopicPartition(self.training, 0, position)
+        self.trainer.commit(offsets=[tp], asynchronous=False)
+
     def close(self) -> None:
         self.consumer.close()
+        self.edge.close()
+        self.trainer.close()
 
 
 def export_lag(positions: dict[tuple[str, int], Position]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -63,13 +65,7 @@ async def follow(
     """The latest record of a one-partition compacted topic (every record, ``from_start``),
     then every new one, forever. ``caught_up`` is called once the records the topic held
     at the start have been yielded."""
-    consumer = AIOKafkaConsumer(
-        group_id=None, enable_auto_commit=False, **aiokafka_config(settings)
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
+    async with _assigned(settings, topic) as (consumer, (tp,)):
         end = (await consumer.end_offsets([tp]))[tp]
         if end > 0 and not from_start:
             consumer.seek(tp, end - 1)
@@ -84,6 +80,50 @@ async def follow(
                 for m in msgs:
                     if m.key is not None:
                         yield m.key, m.value
+
+
+@dataclass
+class Batch:
+    """What ``follow_batches`` read since the last batch (maybe nothing)."""
+
+    records: list[tuple[int, bytes, bytes | None]]  # offset, key, value
+    caught_up: bool  # the records the topic held when following began are all read
+    position: int  # the next offset to read
+    lag: int  # records between the position and the end, as last seen
+
+
+async def follow_batches(
+    settings: Settings, topic: str, wait_ms: int = 200, max_records: int = 10_000
+) -> AsyncIterator[Batch]:
+    """Every record of a one-partition topic from its start, then every new one, in
+    batches: one at least every ``wait_ms``, empty when nothing came (so the reader can
+    look up from it). A plain consumer outside any group: nothing is committed."""
+    async with _assigned(settings, topic) as (consumer, (tp,)):
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        caught_up = False
+        while True:
+            got = await consumer.getmany(tp, timeout_ms=wait_ms, max_records=max_records)
+            records = [(m.offset, m.key, m.value) for m in got.get(tp, ()) if m.key is not None]
+            position = await consumer.position(tp)
+            caught_up = caught_up or position >= end
+            last = consumer.last_stable_offset(tp) or consumer.highwater(tp) or end
+            yield Batch(records, caught_up, position, max(0, last - position))
+
+
+@asynccontextmanager
+async def _assigned(
+    settings: Settings, topic: str
+) -> AsyncIterator[tuple[AIOKafkaConsumer, tuple[TopicPartition]]]:
+    """A started consumer outside any group, assigned partition 0 of ``topic``."""
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, **aiokafka_config(settings)
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        yield consumer, (tp,)
     finally:
         await _stop(consumer)
 

@@ -13,18 +13,17 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
-from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from segstream.models import checkpoint, erasure
-from segstream.models.features import Profile
+from segstream.models.features import Profile, applied, fold
 from segstream.models.health import value_of
-from segstream.models.identity import Out, link, resolve, route
+from segstream.models.identity import Out, link, resolve
 from segstream.models.profiles import assign, handle
 from segstream.schemas.errors import EXIT_CRASHED
-from segstream.schemas.parse import EventParser, Rejection
+from segstream.schemas.events import Event
 from segstream.schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
 from segstream.streams import metrics
 from segstream.streams.app import Pipeline
@@ -64,77 +63,35 @@ async def guarded(stage: str, work: Awaitable[None]) -> None:
         raise asyncio.CancelledError
 
 
-def parser_for(p: Pipeline) -> EventParser:
-    from datetime import timedelta
-
-    s = p.settings
-    return EventParser(
-        s.email_hash_key.get_secret_value().encode(),
-        max_bytes=s.max_event_bytes,
-        max_future_skew=timedelta(seconds=s.max_future_skew_s),
-        min_year=s.min_event_year,
-        versions=s.schema_versions,
-    )
-
-
-async def ingest_batch(p: Pipeline, parser: EventParser, source: str, events: list[Any]) -> None:
-    """Edge: validate, dead-letter what is bad, route the rest by identity."""
-    await p.erasures_loaded.wait()  # the suppression list, read whole once at start
-    started = time.perf_counter()
-    records: list[tuple[str, bytes | None, bytes | None]] = []
-    sent: list[Out] = []
-    for ev in events:
-        try:
-            parsed = parser.parse(ev.message.value, source)
-            if isinstance(parsed, Rejection):
-                records.append(p.dead_letter(ev, parsed.reason, parsed.detail, "edge"))
-                continue
-            metrics.EVENTS.labels(source, metrics.event_type_label(parsed.type)).inc()
-            parsed = replace(parsed, ingest_ms=int(ev.message.timestamp * 1000))
-            outs = p.links.fresh(route(parsed))  # the event first, then links not sent yet
-            if outs[0].key in p.erased:  # the person it belongs to was erased
-                metrics.SUPPRESSED.labels("edge").inc()
-                continue
-            sent += outs
-            records.extend(p.out_record(o) for o in outs)
-        except Exception as exc:  # a bug must not stop the partition: dead-letter it
-            log.exception(
-                "edge failed on %s/%s@%s", ev.message.topic, ev.message.partition, ev.message.offset
-            )
-            records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "edge"))
-    await p.send(records)
-    p.links.remember(sent)
-    metrics.BATCH_SECONDS.labels("edge").observe(time.perf_counter() - started)
-
-
 async def identity_batch(p: Pipeline, events: list[Any]) -> None:
     """Resolve aliases to profiles and record links (table ``aliases``)."""
     await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     local: dict[bytes, bytes | None] = {}
     changed: dict[bytes, bytes | None] = {}
-    records: list[tuple[str, bytes | None, bytes | None]] = []
+    items, records = p.unpacked(events, "identity")
     sent: list[Out] = []
-    for ev in events:
-        key = ev.message.key
+    for item in items:
+        alias = item.key
+        key = alias.encode()
         try:
-            value = orjson.loads(ev.message.value)
+            value = item.record
             if key not in local:
                 local[key] = p.aliases.data.get(key)
             current = local[key]
             entry = current.decode() if current else None
-            if erasure.suppressed(value, key.decode(), p.erased):
+            if erasure.suppressed(value, alias, p.erased):
                 metrics.SUPPRESSED.labels("identity").inc()
                 continue
             if value["k"] == "erase":
-                outs = erasure.at_identity(entry, key.decode(), value)
-                p.erased.add(key.decode())
+                outs = erasure.at_identity(entry, alias, value)
+                p.erased.add(alias)
                 if current is not None:
                     local[key] = changed[key] = None  # the alias's link goes
             elif value["k"] == "event":
-                outs = p.links.fresh(resolve(entry, key.decode(), value["e"]))
+                outs = p.links.fresh(resolve(entry, alias, value["e"]))
             elif value["k"] == "link":
-                result = link(entry, key.decode(), value["to"])
+                result = link(entry, alias, value["to"])
                 if result.conflict:
                     metrics.IDENTITY_CONFLICTS.inc()
                 if result.entry is not None:
@@ -143,10 +100,12 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
             else:
                 raise ValueError(f"unknown record kind {value['k']!r}")
             sent += outs
-            records.extend(p.out_record(o) for o in outs)
+            records.extend(p.out_record(o, item.src) for o in outs)
         except Exception as exc:
-            log.exception("identity failed on offset %s", ev.message.offset)
-            records.append(p.dead_letter(ev, "processing_error", type(exc).__name__, "identity"))
+            log.exception("identity failed on %s", item.key)
+            records.append(
+                p.item_letter("identity", item, "processing_error", type(exc).__name__, "identity")
+            )
     await p.send(records)
     p.links.remember(sent)
     await p.write_table(p.aliases, changed)
@@ -154,6 +113,12 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
 
 
 def load_profile(p: Pipeline, key: bytes) -> Profile | None:
+    """The profile in the table, decoded (kept decoded between batches for hot users).
+    The object returned is shared: change it only through the pure functions, which
+    copy."""
+    cached = p.decoded.get(key)
+    if cached is not None:
+        return cached
     raw = p.profiles.data.get(key)
     return Profile.from_dict(orjson.loads(raw)) if raw else None
 
@@ -275,33 +240,39 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
     async with p.lock:
         local: dict[bytes, Profile | None] = {}
         dirty: dict[bytes, bool] = {}  # key -> went away (merged)
+        owned: set[bytes] = set()  # keys whose state is this batch's own working copy
         fx = Effects()
         stamps: list[tuple[int, int | None]] = []  # (event time, ingest time) of each event
-        for ev in events:
-            m = ev.message
-            key = m.key
+        items, letters = p.unpacked(events, "profiles")
+        fx.records.extend(letters)
+        for item in items:
+            key = item.key.encode()
             try:
-                record = orjson.loads(m.value)
+                record = item.record
                 if record["k"] == "event":
                     stamps.append((record["e"]["ts_ms"], record["e"].get("ingest_ms")))
-                if erasure.suppressed(record, key.decode(), p.erased):
+                if erasure.suppressed(record, item.key, p.erased):
                     metrics.SUPPRESSED.labels("profiles").inc()
                     continue
                 if key not in local:
                     local[key] = load_profile(p, key)
+                if key in owned and record["k"] == "event":
+                    fold_owned(local[key], record, str(item.partition), item.position, window)
+                    continue
                 step = handle(
                     local[key],
-                    key.decode(),
+                    item.key,
                     record,
-                    offset_key=str(m.partition),
-                    offset=m.offset,
+                    offset_key=str(item.partition),
+                    offset=item.position,
                     window=window,
                 )
                 if step.erased:
                     erase_effects(p, key, local[key], record, fx)
                     local[key] = None
                     dirty.pop(key, None)
-                    fx.records.extend(p.out_record(o) for o in step.outs)
+                    owned.discard(key)
+                    fx.records.extend(p.out_record(o, item.src) for o in step.outs)
                     continue
                 if step.state is None and record["k"] == "event" and not step.outs:
                     metrics.DUPLICATES.inc()
@@ -315,15 +286,24 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                         metrics.LATE.inc()
                     local[key] = step.state
                     dirty[key] = dirty.get(key, False) or step.gone
-                fx.records.extend(p.out_record(o) for o in step.outs)
+                    if record["k"] == "event":  # ``apply`` made a copy: fold the rest into it
+                        owned.add(key)
+                    else:
+                        owned.discard(key)
+                fx.records.extend(p.out_record(o, item.src) for o in step.outs)
+            except BatchFailed:
+                raise
             except Exception as exc:
-                log.exception("profile update failed on offset %s", m.offset)
+                log.exception("profile update failed for %s", item.key)
                 fx.records.append(
-                    p.dead_letter(ev, "processing_error", type(exc).__name__, "profiles")
+                    p.item_letter(
+                        "events", item, "processing_error", type(exc).__name__, "profiles"
+                    )
                 )
         states = [s for s in local.values() if s is not None and not s.merged_into]
         p.watermark_ms = max([p.watermark_ms, *(s.last_seen_ms for s in states)])
         now = p.watermark_ms  # one "now" for the whole batch
+        written: dict[bytes, Profile] = {}
         for key, gone in dirty.items():
             state = local[key]
             assert state is not None  # dirty keys always hold a state
@@ -342,9 +322,39 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                     metrics.ASSIGN_ERRORS.inc()
                     log.exception("segment assignment failed for %s", key)
             fx.table[key] = state.to_json()
+            written[key] = state
         await apply_effects(p, fx)
+        for key, state in written.items():  # decoded as written: the next batch skips JSON
+            p.decoded.put(key, state)
     observe_latency(stamps)
     metrics.BATCH_SECONDS.labels("profiles").observe(time.perf_counter() - started)
+
+
+def fold_owned(
+    state: Profile | None, record: dict[str, Any], offset_key: str, offset: int, window: int
+) -> None:
+    """The next event of a user whose state this batch already copied (never a merged
+    one: any record but an event ends the ownership): folded into that copy in place, not
+    copied again (``features.fold``). An event that cannot be read is
+    refused before anything changes (its item is dead-lettered); ``fold`` itself reads
+    only a validated event, and an exception in it stops the batch (``guarded``) rather
+    than leave a half-folded state to be written."""
+    assert state is not None  # owned keys hold the copy ``apply`` made
+    event = Event.from_dict(record["e"])
+    if applied(state, event, offset_key, offset):
+        metrics.DUPLICATES.inc()
+        return
+    late = state.late_events
+    try:
+        fold(state, event, offset_key=offset_key, offset=offset, window=window)
+    except Exception as exc:
+        raise BatchFailed(f"folding an event into {state.key} failed") from exc
+    if state.late_events > late:
+        metrics.LATE.inc()
+
+
+class BatchFailed(RuntimeError):
+    """A batch cannot go on without leaving a half-changed state: it is replayed."""
 
 
 def observe_latency(stamps: list[tuple[int, int | None]]) -> None:

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import orjson
-from faust.types import TP
 from prometheus_client import Gauge
 
 from segstream.models import checkpoint
@@ -25,29 +24,33 @@ from segstream.schemas.settings import Settings
 from segstream.streams import metrics
 from segstream.streams.app import Pipeline
 from segstream.streams.lag import Offsets
-from segstream.streams.readers import read_all
+from segstream.streams.readers import follow_batches, read_all
 
 log = logging.getLogger("segstream.worker")
 INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from
+OWNER_CHECK_S = 1.0  # how often a worker that does not train looks whether it should
 
 
 class TrainerStage:
-    """Owns the single ``training`` partition: keeps the population, publishes models."""
+    """Trains while this worker holds partition 0 of ``events`` (one worker of the group
+    does): resumes the model from its last checkpoint, reads the compacted ``training``
+    topic whole with a plain consumer (no engine record per sample), then follows it,
+    learns, and publishes model versions."""
 
     def __init__(self, p: Pipeline, offsets: Offsets) -> None:
         self.p = p
         self.trainer: Trainer | None = None
-        self.generation = -1  # consumer generation the trainer was restored in
+        self.ready = False  # the population is read whole: cycles may publish
         self.lock = asyncio.Lock()
         s = p.settings
         self.offsets = offsets
         self.inputs = [(s.topic(t), n) for t in INPUTS for n in range(s.partitions)]
-        self.inputs.append((s.topic("training"), 0))  # and the samples not yet observed
+        self.training_lag = 0  # samples not yet observed (the follower's own position)
 
     def owns_training(self) -> bool:
-        """True while this worker is assigned the training partition."""
-        tp = TP(self.p.settings.topic("training"), 0)
-        return tp in self.p.app.consumer.assignment()
+        """True while this worker holds partition 0 of ``events`` (the group gives every
+        partition to exactly one member, so exactly one worker trains)."""
+        return 0 in self.p.owned_partitions()
 
     def _new_learner(self) -> SegmentLearner:
         s = self.p.settings
@@ -55,29 +58,90 @@ class TrainerStage:
             s.features, s.clusterer, seed=s.seed, max_distance=s.match_max_distance
         )
 
-    async def restore(self) -> Trainer:
-        """Resume from the last checkpoint and the compacted training topic."""
+    async def run(self) -> None:
+        """Forever: train while this worker owns the training, stand by otherwise."""
+        while True:
+            if not self.owns_training():
+                await self.release()
+                await asyncio.sleep(OWNER_CHECK_S)
+                continue
+            await self.p.kafka_retry(self.follow)
+
+    async def release(self) -> None:
+        """Another worker trains now: drop the trainer (restored again if it comes back)."""
+        async with self.lock:
+            if self.trainer is not None:
+                forget_model_series()
+            self.trainer, self.ready = None, False
+
+    async def follow(self) -> None:
+        """Resume the model, then read the training topic whole and follow it while this
+        worker owns the training."""
+        s = self.p.settings
+        trainer = self.new_trainer(await self.last_learner())
+        async with self.lock:
+            self.trainer, self.ready = trainer, False
+        committed, committed_at = -1, 0.0
+        async for batch in follow_batches(s, s.topic("training")):
+            if not self.owns_training():
+                return  # ``run`` releases the trainer
+            self.training_lag = batch.lag
+            async with self.lock:
+                for offset, key, value in batch.records:
+                    try:
+                        self.observe(trainer, key, value)
+                    except Exception as exc:
+                        log.exception("bad training record at offset %s", offset)
+                        where = (s.topic("training"), 0, offset)
+                        reason = type(exc).__name__
+                        letter = self.p.letter(
+                            where, key, value, "processing_error", reason, "trainer"
+                        )
+                        await self.p.send([letter])
+                if batch.position != committed and time.monotonic() - committed_at >= 1.0:
+                    # for the lag figures only: a new owner reads the topic whole again
+                    await asyncio.to_thread(self.offsets.commit_training, batch.position)
+                    committed, committed_at = batch.position, time.monotonic()
+                if not batch.caught_up:
+                    continue
+                if not self.ready:
+                    self.ready = True
+                    metrics.MODEL_OWNER.set(1)
+                    log.info("trainer resumed: %s", trainer.state())
+                if trainer.pending >= s.publish_every_samples:
+                    await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
+                elif trainer.unlearned >= s.learn_every_samples:
+                    await asyncio.to_thread(trainer.learn)  # the loop serves the others
+
+    async def last_learner(self) -> SegmentLearner:
+        """The learner of the last published checkpoint (a fresh one, keeping versions
+        and ids, when it cannot be resumed)."""
         s = self.p.settings
         last = None
         async for _, value in read_all(s, s.topic("model")):
             last = value if value is not None else last
         learner = self._new_learner()
-        if last is not None:
-            secret = s.model_secret.get_secret_value().encode()
-            try:
-                snap, _ = checkpoint.decode(last, secret, with_learner=False)
-                learner.published = snap  # at least: versions and segment ids go on
-                _, resumed = checkpoint.decode(last, secret)
-                if resumed is not None:
-                    learner = resumed
-                    learner.published = snap
-            except checkpoint.CheckpointError as exc:
-                log.error(
-                    "model checkpoint not resumed (%s); learning again from the "
-                    "population, keeping versions and ids",
-                    exc,
-                )
-        trainer = Trainer(
+        if last is None:
+            return learner
+        secret = s.model_secret.get_secret_value().encode()
+        try:
+            snap, _ = checkpoint.decode(last, secret, with_learner=False)
+            learner.published = snap  # at least: versions and segment ids go on
+            _, resumed = checkpoint.decode(last, secret)
+            if resumed is not None:
+                learner = resumed
+                learner.published = snap
+        except checkpoint.CheckpointError as exc:
+            log.error(
+                "model checkpoint not resumed (%s); learning again from the "
+                "population, keeping versions and ids",
+                exc,
+            )
+        return learner
+
+    def new_trainer(self, learner: SegmentLearner) -> Trainer:
+        s = self.p.settings
+        return Trainer(
             self.p.space,
             learner,
             seed=s.seed,
@@ -90,10 +154,6 @@ class TrainerStage:
             ),
             quality_sample=s.quality_sample,
         )
-        async for key, value in read_all(s, s.topic("training")):
-            self.observe(trainer, key, value)
-        log.info("trainer resumed: %s", trainer.state())
-        return trainer
 
     @staticmethod
     def observe(trainer: Trainer, key: bytes, value: bytes | None) -> None:
@@ -103,59 +163,27 @@ class TrainerStage:
         sample = orjson.loads(value)
         trainer.observe(key.decode(), sample["raw"], int(sample["as_of"]))
 
-    async def _trainer(self) -> Trainer:
-        """The trainer, restored first when this is the first use or the partition may
-        have lived elsewhere meanwhile (a new consumer generation)."""
-        generation = self.p.app.consumer_generation_id
-        if self.trainer is None or generation != self.generation:
-            self.trainer = await self.p.kafka_retry(self.restore)
-            self.generation = generation
-        metrics.MODEL_OWNER.set(1)
-        return self.trainer
-
-    async def reset(self) -> None:
-        """Restore from the topics before the next use (never while a cycle is under way)."""
-        async with self.lock:
-            self.trainer = None
-
-    async def batch(self, events: list[Any]) -> None:
-        async with self.lock:
-            trainer = await self._trainer()
-            for ev in events:
-                try:
-                    self.observe(trainer, ev.message.key, ev.message.value)
-                except Exception as exc:
-                    log.exception("bad training record at offset %s", ev.message.offset)
-                    await self.p.send(
-                        [self.p.dead_letter(ev, "processing_error", type(exc).__name__, "trainer")]
-                    )
-            if trainer.pending >= self.p.settings.publish_every_samples:
-                await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
-            elif trainer.unlearned >= self.p.settings.learn_every_samples:
-                await asyncio.to_thread(trainer.learn)  # the loop serves the others meanwhile
-
     async def tick(self) -> None:
-        caught_up = self.owns_training() and await self._caught_up()  # outside the lock
+        caught_up = self.ready and await self._caught_up()  # outside the lock
         async with self.lock:
-            if not self.owns_training():
-                if self.trainer is not None:
-                    forget_model_series()
-                self.trainer = None  # another worker trains now; restore if it comes back
-                return
-            trainer = await self._trainer()  # a restarted owner resumes without waiting for data
+            trainer = self.trainer
+            if trainer is None or not self.ready:
+                return  # not the owner, or the population is still being read
             if trainer.pending or trainer.unsettled:
                 await self._publish(caught_up)
             elif caught_up and (report := trainer.idle_check()) and trainer.learner.published:
                 await self._report(trainer.learner.published, report)
 
     async def _caught_up(self) -> bool:
-        """Is the group at most ``drift_max_lag`` records behind on all its inputs?"""
+        """Is the group at most ``drift_max_lag`` records behind on all its inputs (the
+        training samples not yet observed included)?"""
         try:
             positions = await self.offsets.read_async(self.inputs)
         except Exception as exc:  # Kafka unreachable: judge drift later
             log.warning("could not read the group's offsets: %s", exc)
             return False
-        return sum(p.lag for p in positions.values()) <= self.p.settings.drift_max_lag
+        behind = sum(p.lag for p in positions.values()) + self.training_lag
+        return behind <= self.p.settings.drift_max_lag
 
     async def _publish(self, caught_up: bool) -> None:
         assert self.trainer is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -11,7 +12,7 @@ from typing import Any
 import faust
 
 from segstream.schemas.errors import EXIT_CRASHED
-from segstream.schemas.settings import SOURCES, Settings
+from segstream.schemas.settings import Settings
 from segstream.streams import metrics, stages, training
 from segstream.streams.app import Pipeline, use_event_loop
 from segstream.streams.continuity import (
@@ -20,24 +21,26 @@ from segstream.streams.continuity import (
     Continuity,
     accept_stop_signals,
     delivered,
-    describe,
     leave_group,
     restart,
     restart_for,
 )
+from segstream.streams.edge_process import EdgeGaveUp
 from segstream.streams.lag import Offsets, StallWatch, export_lag
 from segstream.streams.topics import ensure_topics
 
 log = logging.getLogger("segstream.worker")
 Work = Callable[[list[Any]], Awaitable[None]]
 LAG_EVERY_S = 5.0
+EDGE_CHECK_S = 1.0
 
 
-def build(settings: Settings) -> Pipeline:
-    """The app with every agent, timer and task registered (not started)."""
+def build(settings: Settings, loglevel: str = "info") -> Pipeline:
+    """The app with every agent, timer and task registered (not started); the edge
+    process (``p.edge``) is started by ``run``."""
     p = Pipeline(settings)
+    p.edge.loglevel = loglevel
     app = p.app
-    parser = stages.parser_for(p)
     n, within = settings.batch_size, settings.batch_within_s
     broker = Broker(settings)
     seen: list[Continuity] = []
@@ -55,7 +58,9 @@ def build(settings: Settings) -> Pipeline:
 
     def leave() -> None:
         """Out of the group before a restart (faust-streaming 0.15.3, pinned: the
-        consumer thread's aiokafka consumer and loop)."""
+        consumer thread's aiokafka consumer and loop); the edge stops first (the
+        restarted worker starts its own)."""
+        p.edge.stop()
         thread = app.consumer._thread  # type: ignore[attr-defined]
         leave_group(thread._ensure_consumer(), thread.thread_loop)
 
@@ -64,6 +69,7 @@ def build(settings: Settings) -> Pipeline:
 
     async def forget(_: Any, revoked: set[Any], **__: Any) -> None:
         p.tables_ready = False  # a rebalance begins: the tables will be restored
+        p.decoded.clear()
         for c in seen:
             c.forget((tp.topic, tp.partition) for tp in revoked)
         guard.forget((tp.topic, tp.partition) for tp in revoked)
@@ -74,6 +80,7 @@ def build(settings: Settings) -> Pipeline:
         """Tables restored after a rebalance: profiles of partitions gained may still
         carry a model older than the one the previous owner was rescoring to."""
         p.tables_ready = True
+        p.decoded.clear()  # restored from the changelogs: decode what they hold
         p.snapshot_changed.set()
 
     app.on_rebalance_complete.connect(rescore_gained)  # type: ignore[arg-type]  # faust's stub
@@ -104,13 +111,6 @@ def build(settings: Settings) -> Pipeline:
         agent.__name__ = agent.__qualname__ = name.replace("-", "_")  # Faust's log label
         app.agent(p.topics[topic], name=name, concurrency=1)(agent)
 
-    for source in SOURCES:
-        batch_agent(
-            source,
-            f"ingest-{source}",
-            "edge",
-            partial(stages.ingest_batch, p, parser, source),
-        )
     batch_agent("identity", "identity", "identity", partial(stages.identity_batch, p))
     batch_agent("events", "profiles", "profiles", partial(stages.profile_batch, p))
     batch_agent("erasures", "erasures", "erasures", partial(stages.dispatch_erasures, p))
@@ -118,21 +118,10 @@ def build(settings: Settings) -> Pipeline:
     offsets = Offsets(settings)
     trainer = training.TrainerStage(p, offsets)
 
-    @app.agent(p.topics["training"], name="trainer", concurrency=1)
-    async def train(stream: Any) -> None:
-        c = continuity()
-        async for events in stream.take_events(n, within=within):
-            busy.add(p.names["training"])
-            try:
-                if holes := await c.check(delivered(events)):
-                    # one latest sample per user: reading the whole topic again makes up
-                    log.warning("trainer: records never delivered (%s); restoring", describe(holes))
-                    await trainer.reset()
-                await stages.guarded("trainer", trainer.batch(events))
-            finally:
-                busy.discard(p.names["training"])
-            guard.finished(events)
-            stages.batch_done()
+    @app.task
+    async def train() -> None:
+        """The worker holding ``events`` partition 0 trains (``TrainerStage``)."""
+        await trainer.run()
 
     @app.timer(settings.publish_every_s)
     async def publish() -> None:
@@ -145,9 +134,12 @@ def build(settings: Settings) -> Pipeline:
 
     @app.timer(LAG_EVERY_S)
     async def lag() -> None:
-        """The group's lag on the partitions assigned here (gone ones are dropped); a
-        partition left unread while the others move restarts the worker."""
+        """The group's lag on the partitions assigned here, the edge's included (gone ones
+        are dropped); a partition left unread while the others move restarts the worker."""
         tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in inputs]
+        tps += p.edge.assigned
+        if trainer.owns_training():
+            tps.append((p.names["training"], 0))
         try:
             positions = await offsets.read_async(tps)
         except Exception as exc:  # Kafka unreachable: keep the last figures
@@ -164,6 +156,19 @@ def build(settings: Settings) -> Pipeline:
     async def started() -> None:
         """The worker is up and handles stop signals: take any a restart held back."""
         accept_stop_signals()
+
+    @app.timer(EDGE_CHECK_S)
+    async def supervise_edge() -> None:
+        """The edge process runs while the worker does: started again when it died."""
+        if app.should_stop:
+            return
+        try:
+            p.edge.check()
+        except EdgeGaveUp as exc:
+            log.critical("%s: exiting", exc)
+            p.edge.stop()
+            logging.shutdown()
+            os._exit(EXIT_CRASHED)
 
     @app.task
     async def follow_model() -> None:
@@ -190,8 +195,9 @@ def run(settings: Settings, loglevel: str = "info") -> None:
         metrics.DRIFT_DETECTED.labels(kind)  # exported at 0, so increase() sees the first
     metrics.MODEL_OWNER.set(0)
     use_event_loop(settings)
-    p = build(settings)
+    p = build(settings, loglevel)
     worker = faust.Worker(p.app, loglevel=loglevel, redirect_stdouts=False)
+    p.edge.start()
     try:
         worker.execute_from_commandline()
     except SystemExit as done:
@@ -200,6 +206,8 @@ def run(settings: Settings, loglevel: str = "info") -> None:
             # supervisor must see the failure and start the worker again
             raise SystemExit(exit_code(p)) from p.app.crash_reason
         raise
+    finally:
+        p.edge.stop()  # it finishes its batch, commits and leaves its group
 
 
 def exit_code(p: Pipeline) -> int:

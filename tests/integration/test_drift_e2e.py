@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from segstream.consumers.exports import read
@@ -31,7 +30,8 @@ from segstream.consumers.sample import start_worker, stop_worker
 from segstream.models.steady import SteadyGenerator
 from segstream.schemas.privacy import hash_email_field
 from segstream.schemas.records import is_segment_event
-from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.schemas.settings import Settings
+from segstream.streams.lag import Offsets
 from segstream.streams.produce import send_all
 from segstream.streams.topics import ensure_topics
 
@@ -62,23 +62,18 @@ class Outcome:
 
 
 def caught_up(settings: Settings) -> bool:
-    """The worker's group has committed every record of its input topics."""
-    conf = {**kafka_client_config(settings), "group.id": settings.consumer_group}
-    consumer = Consumer(conf)
+    """The workers have read every record of their inputs: the edge's group the sources,
+    the worker group ``identity`` and ``events``, the trainer ``training``."""
+    tps = [
+        (settings.topic(t), p)
+        for t in INPUTS
+        for p in range(1 if t == "training" else settings.partitions)
+    ]
+    offsets = Offsets(settings)
     try:
-        tps = [
-            TopicPartition(settings.topic(t), p)
-            for t in INPUTS
-            for p in range(1 if t == "training" else settings.partitions)
-        ]
-        committed = consumer.committed(tps, timeout=10)
-        for tp in committed:
-            _, hi = consumer.get_watermark_offsets(tp, timeout=10)
-            if hi > 0 and tp.offset < hi:
-                return False
-        return True
+        return all(pos.lag == 0 for pos in offsets.read(tps).values())
     finally:
-        consumer.close()
+        offsets.close()
 
 
 def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -16,6 +16,7 @@ from segstream.models.features import (
     MAX_ALIASES,
     MAX_SESSIONS,
     Profile,
+    applied,
     apply,
     decayed_at,
     event_aliases,
@@ -24,7 +25,9 @@ from segstream.models.features import (
     new_profile,
     seen,
     session_count,
+    working_copy,
 )
+from segstream.models.features import fold as features_fold
 from segstream.schemas.events import Event
 from segstream.schemas.settings import DEFAULT_FEATURES
 
@@ -629,3 +632,23 @@ def test_merging_two_halves_equals_applying_all(events, cut):
     assert decayed_at(m, "events_30d", later) == pytest.approx(
         decayed_at(whole, "events_30d", later), rel=1e-9
     )
+
+
+@settings(database=None, max_examples=60, deadline=None)
+@given(events=_events(max_size=40), data=st.data())
+def test_folding_into_one_working_copy_equals_applying_one_by_one(events, data):
+    """The batch step's way (one copy per user per batch, then ``fold`` in place) gives
+    exactly the state of the pure ``apply`` per event, copies included, and leaves the
+    state it copied from untouched."""
+    events = events + data.draw(st.lists(st.sampled_from(events), max_size=10))  # copies
+    start = fold(events[:3])
+    before = copy.deepcopy(start.to_dict())
+    working = working_copy(start)
+    for i, e in enumerate(events[3:]):
+        if not applied(working, e, "3", 100 + i):
+            features_fold(working, e, offset_key="3", offset=100 + i)
+    pure_with_offsets = start
+    for i, e in enumerate(events[3:]):
+        pure_with_offsets = apply(pure_with_offsets, e, offset_key="3", offset=100 + i)
+    assert working.to_dict() == pure_with_offsets.to_dict()
+    assert start.to_dict() == before

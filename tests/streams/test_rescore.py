@@ -19,6 +19,7 @@ from segstream.models.trainer import Trainer
 from segstream.schemas.parse import EventParser
 from segstream.schemas.settings import Settings
 from segstream.streams import stages
+from segstream.streams.app import Decoded
 
 SETTINGS = Settings()
 SPACE = feature_space(
@@ -62,6 +63,7 @@ class FakePipeline:
                 if p.events
             }
         )
+        self.decoded = Decoded(0)  # every read decodes the table, as after a rebalance
         self.newer = newer
         self.table_writes: dict[bytes, bytes | None] = {}
         self.sent: list[Any] = []
