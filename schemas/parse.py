@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -157,6 +158,7 @@ def _describe(exc: ValidationError) -> str:
     return redact_email_text("; ".join(parts))
 
 
+@lru_cache(maxsize=1 << 14)  # asked twice per event: is it applied, then remember it
 def event_digest(event_id: str) -> int:
     """A stable 63-bit number for an event id (for compact dedupe sets)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()) >> 1

@@ -15,6 +15,7 @@ batch: the idempotent producer and the stages' per-event dedupe make that harmle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -284,9 +285,15 @@ def run(settings: Settings, report: Any, parent: int, stopping: Flag | None = No
             return 0
     consumer = consumer_for(settings, edge.stats)
     last_report = time.monotonic()
+    committed: dict[tuple[str, int], TopicPartition] = {}
     try:
         while not stopping.is_set() and os.getppid() == parent:
-            messages = consumer.consume(settings.batch_size, settings.batch_within_s)
+            try:
+                messages = consumer.consume(settings.batch_size, settings.batch_within_s)
+            except KafkaException as exc:  # the broker is away: wait, librdkafka reconnects
+                log.warning("consume failed (%s); retrying", exc)
+                stopping.wait(0.5)
+                continue
             good = []
             for m in messages:
                 if m.error() is None:
@@ -298,25 +305,33 @@ def run(settings: Settings, report: Any, parent: int, stopping: Flag | None = No
                 records, sent = edge.batch(good)
                 delivery.send(records)
                 edge.links.remember(sent)
-                commit(consumer, good)
+                committed.update({(tp.topic, tp.partition): tp for tp in commit(consumer, good)})
                 edge.stats.batch_seconds.append(time.perf_counter() - started)
             if time.monotonic() - last_report >= STATS_EVERY_S:
                 report(edge.stats.take())
                 last_report = time.monotonic()
     finally:
         report(edge.stats.take())
+        mine = {(t, p) for t, p in edge.stats.assigned}
+        if last := [tp for where, tp in committed.items() if where in mine]:
+            with contextlib.suppress(KafkaException):  # the broker may be away: replayed
+                consumer.commit(offsets=last, asynchronous=False)
         consumer.close()  # leaves the group: its partitions go to the others at once
         delivery.close()
     return 0
 
 
-def commit(consumer: Consumer, messages: list[Any]) -> None:
-    """Commit the offsets after ``messages`` (their effects are at the broker)."""
+def commit(consumer: Consumer, messages: list[Any]) -> list[TopicPartition]:
+    """Commit the offsets after ``messages`` (their effects are at the broker); returns
+    them. Asynchronous by default: the next batch need not wait (a commit lost in a crash
+    only replays the batch); the last one is committed again, synchronously, at the
+    stop."""
     nxt: dict[tuple[str, int], int] = {}
     for m in messages:
         nxt[(m.topic(), m.partition())] = m.offset() + 1
     offsets = [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
     try:
-        consumer.commit(offsets=offsets, asynchronous=False)
+        consumer.commit(offsets=offsets, asynchronous=True)
     except KafkaException as exc:  # a rebalance took them away: their new owner replays
         log.warning("commit failed (%s); the batch will be read again", exc)
+    return offsets

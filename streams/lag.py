@@ -9,15 +9,17 @@ shows its lag growing and a partition that moved away is not reported twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
 from segstream.streams import metrics
 
 TIMEOUT_S = 5.0
+log = logging.getLogger("segstream.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +66,17 @@ class Offsets:
     async def read_async(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], Position]:
         return await asyncio.to_thread(self.read, tps)
 
-    def commit_training(self, position: int) -> None:
-        """Record that the trainer has read ``training`` up to ``position``."""
+    def commit_training(self, position: int) -> bool:
+        """Record that the trainer has read ``training`` up to ``position``; False when
+        the broker did not take it (the next one will: these offsets only feed the lag
+        figures, nothing resumes from them)."""
         tp = TopicPartition(self.training, 0, position)
-        self.trainer.commit(offsets=[tp], asynchronous=False)
+        try:
+            self.trainer.commit(offsets=[tp], asynchronous=False)
+        except KafkaException as exc:
+            log.warning("could not record the trainer's position: %s", exc)
+            return False
+        return True
 
     def close(self) -> None:
         self.consumer.close()

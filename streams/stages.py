@@ -240,7 +240,7 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
     async with p.lock:
         local: dict[bytes, Profile | None] = {}
         dirty: dict[bytes, bool] = {}  # key -> went away (merged)
-        owned: set[bytes] = set()  # keys whose state is this batch's own working copy
+        owned: set[bytes] = set()  # keys whose state this batch may change in place
         fx = Effects()
         stamps: list[tuple[int, int | None]] = []  # (event time, ingest time) of each event
         items, letters = p.unpacked(events, "profiles")
@@ -255,9 +255,14 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
                     metrics.SUPPRESSED.labels("profiles").inc()
                     continue
                 if key not in local:
-                    local[key] = load_profile(p, key)
+                    # a state loaded here is this batch's own (the table holds JSON, the
+                    # decoded cache is read under the same lock): events fold into it
+                    local[key] = state = load_profile(p, key)
+                    if state is not None and not state.merged_into:
+                        owned.add(key)
                 if key in owned and record["k"] == "event":
-                    fold_owned(local[key], record, str(item.partition), item.position, window)
+                    if fold_owned(local[key], record, str(item.partition), item.position, window):
+                        dirty[key] = dirty.get(key, False)
                     continue
                 step = handle(
                     local[key],
@@ -332,18 +337,19 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
 
 def fold_owned(
     state: Profile | None, record: dict[str, Any], offset_key: str, offset: int, window: int
-) -> None:
-    """The next event of a user whose state this batch already copied (never a merged
-    one: any record but an event ends the ownership): folded into that copy in place, not
-    copied again (``features.fold``). An event that cannot be read is
-    refused before anything changes (its item is dead-lettered); ``fold`` itself reads
-    only a validated event, and an exception in it stops the batch (``guarded``) rather
-    than leave a half-folded state to be written."""
-    assert state is not None  # owned keys hold the copy ``apply`` made
+) -> bool:
+    """An event of a user whose state this batch owns (decoded for it, or copied by
+    ``apply``; never a merged one: any record but an event ends the ownership): folded
+    into that state in place, not copied (``features.fold``); True when it was new.
+
+    An event that cannot be read is refused before anything changes (its item is
+    dead-lettered); ``fold`` itself reads only a validated event, and an exception in it
+    stops the batch (``guarded``) rather than leave a half-folded state to be written."""
+    assert state is not None  # owned keys always hold a state
     event = Event.from_dict(record["e"])
     if applied(state, event, offset_key, offset):
         metrics.DUPLICATES.inc()
-        return
+        return False
     late = state.late_events
     try:
         fold(state, event, offset_key=offset_key, offset=offset, window=window)
@@ -351,6 +357,7 @@ def fold_owned(
         raise BatchFailed(f"folding an event into {state.key} failed") from exc
     if state.late_events > late:
         metrics.LATE.inc()
+    return True
 
 
 class BatchFailed(RuntimeError):

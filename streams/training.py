@@ -100,8 +100,9 @@ class TrainerStage:
                         await self.p.send([letter])
                 if batch.position != committed and time.monotonic() - committed_at >= 1.0:
                     # for the lag figures only: a new owner reads the topic whole again
-                    await asyncio.to_thread(self.offsets.commit_training, batch.position)
-                    committed, committed_at = batch.position, time.monotonic()
+                    if await asyncio.to_thread(self.offsets.commit_training, batch.position):
+                        committed = batch.position
+                    committed_at = time.monotonic()
                 if not batch.caught_up:
                     continue
                 if not self.ready:

@@ -172,16 +172,39 @@ def local(script: str, service: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def restart_server_midway(stream: Stream, log: Path, service: str, after: str) -> None:
+def more_events(stream: Stream, n: int, seed: int) -> None:
+    """``n`` page views of known users, sent now and added to ``stream.events``, so
+    that a worker that has caught up has work again."""
+    rng = random.Random(seed)
+    ts_ms = int(time.time() * 1000) - 3_600_000
+    extra = []
+    for i in range(n):
+        kind, _, ident = rng.choice(stream.profiles).partition(":")
+        who = {"user_id": ident} if kind == "u" else {"anonymous_id": ident}
+        value = {
+            "event_id": f"more-{seed}-{i}", "source": "web", "type": "page_view",
+            "ts": ts_ms + i, "schema_version": 2, "session_id": f"more-{ident}", **who,
+        }  # fmt: skip
+        extra.append(("web", ident.encode(), orjson.dumps(value)))
+    send_all(stream.settings, extra)
+    stream.events += extra
+
+
+def restart_server_midway(
+    stream: Stream, log: Path, service: str, after: str, feed: bool = False
+) -> None:
     """One worker; ``service`` (kafka or redis) stops a random moment after ``after``
-    appears in the worker's log, stays down a few seconds, and starts again. The worker
-    must outlive it, catch up by itself and stop cleanly."""
+    appears in the worker's log, stays down a few seconds, and starts again (``feed``:
+    more events are sent while it is down, so the worker has writes to make even if it
+    had caught up). The worker must outlive it, catch up by itself and stop cleanly."""
     rng = chaos_rng()
     proc = start_worker(stream.settings, log, env=stream.env)
     try:
         assert wait_for_log(log, after, 0, proc, 120), log.read_text()[-3000:]
         time.sleep(rng.uniform(0.2, 4.0))
         local("down", service)
+        if feed:
+            more_events(stream, 300, rng.randrange(1 << 30))
         time.sleep(rng.uniform(2.0, 8.0))
         assert proc.poll() is None, log.read_text()[-3000:]
         local("up", service)
@@ -213,7 +236,7 @@ def test_redis_down_during_writes_holds_the_batch_until_it_returns(
     stream = produce_stream(users=500, seed=35)
     log = tmp_path / "worker.log"
     # once it writes Redis: a model is out and users are being assigned
-    restart_server_midway(stream, log, "redis", "rescored")
+    restart_server_midway(stream, log, "redis", "rescored", feed=True)
     assert "redis unavailable" in log.read_text()  # it did wait, and said so
     print(f"{len(stream.events)} events, 1 Redis restart, 1 worker start")
     assert_equals_oracle(stream, topic_reader)
