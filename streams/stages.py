@@ -114,8 +114,9 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
 
 def load_profile(p: Pipeline, key: bytes) -> Profile | None:
     """The profile in the table, decoded (kept decoded between batches for hot users).
-    The object returned is shared: change it only through the pure functions, which
-    copy."""
+    The object may be the cache's: the profile stage folds events into it in place under
+    the batch lock (and puts back what it wrote); everything else changes it only
+    through the pure functions, which copy."""
     cached = p.decoded.get(key)
     if cached is not None:
         return cached
