@@ -28,7 +28,7 @@ from rich.progress import Progress
 
 from segstream.schemas.errors import ReplayError
 from segstream.schemas.events import CONTRACTS, EPOCH
-from segstream.schemas.parse import EventParser, Rejection
+from segstream.schemas.parse import Rejection, parser_for
 from segstream.schemas.privacy import hash_email_field
 from segstream.schemas.settings import Settings
 from segstream.streams.produce import send_all
@@ -290,13 +290,7 @@ def replay_file(
     if source not in CONTRACTS:
         raise ReplayError(f"unknown source {source!r}: use web, ad or crm")
     key = settings.email_hash_key.get_secret_value().encode()
-    parser = EventParser(  # the limits the workers check, from the same settings
-        key,
-        max_bytes=settings.max_event_bytes,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-        versions=settings.schema_versions,
-        min_year=settings.min_event_year,
-    )
+    parser = parser_for(settings)  # the limits the workers check
     report = ReplayReport()
     events = rows_to_events(_rows(path, fmt), source, _pairs(maps, "--map"), _pairs(sets, "--set"))
     reject_file = rejects.open("wb") if rejects else None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
@@ -27,6 +27,9 @@ from pydantic import ValidationError
 from segstream.schemas.events import CONTRACTS, Event, to_event
 from segstream.schemas.privacy import email_hash, email_sha256, redact_email_text
 from segstream.schemas.versions import upgrade
+
+if TYPE_CHECKING:  # settings import the trigger rules, which import events
+    from segstream.schemas.settings import Settings
 
 REASONS = (
     "oversized",
@@ -162,3 +165,15 @@ def _describe(exc: ValidationError) -> str:
 def event_digest(event_id: str) -> int:
     """A stable 63-bit number for an event id (for compact dedupe sets)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()) >> 1
+
+
+def parser_for(settings: Settings) -> EventParser:
+    """The parser with the limits the settings give: the edge and ``segstream replay``
+    check the same ones."""
+    return EventParser(
+        settings.email_hash_key.get_secret_value().encode(),
+        max_bytes=settings.max_event_bytes,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+        min_year=settings.min_event_year,
+        versions=settings.schema_versions,
+    )

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from segstream.models.identity import Out, SentLinks, route
 from segstream.schemas.envelope import Packer, Source
-from segstream.schemas.parse import EventParser, Rejection
+from segstream.schemas.parse import EventParser, Rejection, parser_for
 from segstream.schemas.records import DeadLetter
 from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
 from segstream.streams.produce import producer_config
@@ -48,7 +48,6 @@ Record = tuple[str, int | None, bytes | None, bytes | None]  # topic, partition,
 class Stats:
     """What the edge did since the last report (the worker turns it into metrics)."""
 
-    records: int = 0
     events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, type)
     dead: Counter[str] = field(default_factory=Counter)  # reason
     suppressed: int = 0
@@ -59,7 +58,7 @@ class Stats:
         """This report; the counters start again from zero."""
         out = replace(self, events=Counter(self.events), dead=Counter(self.dead))
         out.batch_seconds, out.assigned = list(self.batch_seconds), list(self.assigned)
-        self.records, self.suppressed = 0, 0
+        self.suppressed = 0
         self.events.clear()
         self.dead.clear()
         self.batch_seconds.clear()
@@ -89,7 +88,6 @@ class Edge:
             topic = m.topic()
             source = self.source_of[topic]
             where: Source = (topic, m.partition(), m.offset())
-            stats.records += 1
             try:
                 parsed = self.parser.parse(m.value(), source)
                 if isinstance(parsed, Rejection):
@@ -260,8 +258,6 @@ def main(settings: Settings, conn: Any, parent: int, loglevel: str) -> None:
 def run(settings: Settings, report: Any, parent: int, stopping: Flag | None = None) -> int:
     """The edge's loop until SIGTERM/SIGINT, ``stopping``, or its parent is gone;
     ``report(stats)`` is called about once a second with what was done meanwhile."""
-    from datetime import timedelta
-
     stopping = stopping or Flag()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -271,14 +267,7 @@ def run(settings: Settings, report: Any, parent: int, stopping: Flag | None = No
         target=follow_erasures, args=(settings, erased, loaded, stopping), daemon=True,
         name="erasures",
     ).start()  # fmt: skip
-    parser = EventParser(
-        settings.email_hash_key.get_secret_value().encode(),
-        max_bytes=settings.max_event_bytes,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-        min_year=settings.min_event_year,
-        versions=settings.schema_versions,
-    )
-    edge = Edge(settings, parser, erased)
+    edge = Edge(settings, parser_for(settings), erased)
     delivery = Delivery(settings)
     while not loaded.wait(0.5):  # the suppression list, read whole before any batch
         if stopping.is_set() or os.getppid() != parent:

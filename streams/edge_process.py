@@ -29,7 +29,6 @@ class EdgeProcess:
         self.settings = settings
         self.loglevel = loglevel
         self.proc: Any = None
-        self.conn: Any = None
         self.stopping = False
         self.restarts: list[float] = []
         self.assigned: list[tuple[str, int]] = []  # source partitions the edge reads now
@@ -45,7 +44,6 @@ class EdgeProcess:
         )
         self.proc.start()
         send.close()  # the child's end: EOF here once the child is gone
-        self.conn = receive
         Thread(target=self._read, args=(receive,), name="edge-reports", daemon=True).start()
         log.info("edge started (pid %d)", self.proc.pid)
 
