@@ -24,7 +24,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.schemas.settings import SOURCES, Settings
-from segstream.streams.app import Runtime, use_event_loop
+from segstream.streams.app import Runtime
+from segstream.streams.engine import use_event_loop
 
 
 def main() -> None:
@@ -53,12 +54,16 @@ def main() -> None:
                     os._exit(0)
 
         consume.__name__ = consume.__qualname__ = f"consume_{source}"
-        rt.app.agent(rt.topics[source], name=f"consume-{source}", concurrency=1)(consume)
+        rt.engine.app.agent(rt.engine.topics[source], name=f"consume-{source}", concurrency=1)(
+            consume
+        )
 
     for source in SOURCES:
         agent_for(source)
     use_event_loop(s)  # the worker's loop: the baseline pays what the worker pays
-    faust.Worker(rt.app, loglevel="warning", redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(
+        rt.engine.app, loglevel="warning", redirect_stdouts=False
+    ).execute_from_commandline()
 
 
 if __name__ == "__main__":

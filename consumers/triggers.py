@@ -39,7 +39,7 @@ from segstream.schemas.records import is_segment_event
 from segstream.schemas.settings import Settings
 from segstream.streams import metrics
 from segstream.streams.app import Runtime
-from segstream.streams.stages import guarded
+from segstream.streams.engine import Record, guarded, use_event_loop
 
 log = logging.getLogger("segstream.triggers")
 
@@ -71,9 +71,7 @@ def now_ms() -> int:
 class TriggerRelay(Runtime):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, f"{settings.namespace}-triggers")
-        self.state = self.app.Table(
-            "trigger_state", key_type=bytes, value_type=bytes, partitions=settings.partitions
-        )
+        self.state = self.engine.table("trigger_state")
         self.rules = settings.trigger_rules
         self.due: dict[bytes, int] = {}  # users with pending triggers -> earliest due time
         self.indexed_generation = -1
@@ -82,7 +80,7 @@ class TriggerRelay(Runtime):
     def load(self, key: bytes, local: dict[bytes, TriggerState]) -> TriggerState | None:
         if key in local:
             return local[key]
-        raw = self.state.data.get(key)
+        raw = self.state.get(key)
         return TriggerState.from_dict(orjson.loads(raw)) if raw else None
 
     async def _commit(self, records: list[Any], local: dict[bytes, TriggerState]) -> None:
@@ -101,34 +99,34 @@ class TriggerRelay(Runtime):
             FIRED.labels(t.rule).inc()
         return [("retargeting", key, orjson.dumps(t.to_dict())) for t in fired]
 
-    async def changes_batch(self, events: list[Any]) -> None:
+    async def changes_batch(self, batch: list[Record]) -> None:
         async with self.lock:
             local: dict[bytes, TriggerState] = {}
             records: list[Any] = []
             now = now_ms()
-            for ev in events:
-                key = ev.message.key
+            for m in batch:
+                key = m.key or b""
                 try:
-                    change = orjson.loads(ev.message.value)
+                    change = orjson.loads(m.value or b"")
                     if is_segment_event(change):
                         continue  # a segment appeared or vanished: no user to trigger for
                     state, fired = on_change(self.load(key, local), change, self.rules, now)
                     local[key] = state
                     records += self._records(key, fired)
                 except Exception as exc:
-                    log.exception("bad segment change at offset %s", ev.message.offset)
+                    log.exception("bad segment change at offset %s", m.offset)
                     records.append(
-                        self.dead_letter(ev, "processing_error", type(exc).__name__, "triggers")
+                        self.dead_letter(m, "processing_error", type(exc).__name__, "triggers")
                     )
             await self._commit(records, local)
 
     async def tick(self) -> None:
         """Fire the dwell triggers that are due."""
         async with self.lock:
-            generation = self.app.consumer_generation_id
+            generation = self.engine.generation
             if generation != self.indexed_generation:  # (re)build the index of pending users
                 self.due = {}
-                for key, raw in list(self.state.data.items()):
+                for key, raw in self.state.items():
                     due = next_due(TriggerState.from_dict(orjson.loads(raw)))
                     if due is not None:
                         self.due[key] = due
@@ -147,7 +145,7 @@ class TriggerRelay(Runtime):
             if local:
                 await self._commit(records, local)
 
-    async def deliver_batch(self, events: list[Any]) -> None:
+    async def deliver_batch(self, batch: list[Record]) -> None:
         s = self.settings
         if not s.webhook_urls:
             return
@@ -158,12 +156,12 @@ class TriggerRelay(Runtime):
         gate = asyncio.Semaphore(s.webhook_concurrency)
         secret = s.webhook_secret.get_secret_value()
 
-        async def one(ev: Any) -> list[Any]:
+        async def one(m: Record) -> list[Any]:
             async with gate:
                 try:
-                    msg_id = orjson.loads(ev.message.value)["id"]
+                    msg_id = orjson.loads(m.value or b"")["id"]
                 except Exception as exc:
-                    return [self.dead_letter(ev, "processing_error", type(exc).__name__, "webhook")]
+                    return [self.dead_letter(m, "processing_error", type(exc).__name__, "webhook")]
                 letters = []
                 for url in s.webhook_urls:
                     assert self.client is not None
@@ -172,7 +170,7 @@ class TriggerRelay(Runtime):
                         url,
                         secret,
                         msg_id,
-                        ev.message.value,
+                        m.value or b"",
                         max_attempts=s.webhook_max_attempts,
                         backoff_s=s.webhook_backoff_s,
                         backoff_max_s=s.webhook_backoff_max_s,
@@ -182,7 +180,7 @@ class TriggerRelay(Runtime):
                     if not outcome.delivered:
                         letters.append(
                             self.dead_letter(
-                                ev,
+                                m,
                                 f"webhook_{outcome.reason}",
                                 f"{url}: gave up after {outcome.attempts} attempts",
                                 "webhook",
@@ -190,26 +188,17 @@ class TriggerRelay(Runtime):
                         )
                 return letters
 
-        results = await asyncio.gather(*(one(ev) for ev in events))
+        results = await asyncio.gather(*(one(m) for m in batch))
         await self.send([letter for letters in results for letter in letters])
 
 
 def build(settings: Settings) -> TriggerRelay:
     r = TriggerRelay(settings)
-    app = r.app
-    n, within = settings.batch_size, settings.batch_within_s
+    # unchecked: the continuity check reads the worker group's offsets, not the relay's
+    r.engine.agent("segment-changes", "trigger-rules", r.changes_batch, checked=False)
+    r.engine.agent("retargeting", "webhooks", r.deliver_batch, checked=False)
 
-    @app.agent(r.topics["segment-changes"], name="trigger-rules", concurrency=1)
-    async def rules(stream: Any) -> None:
-        async for events in stream.take_events(n, within=within):
-            await guarded("triggers", r.changes_batch(events))
-
-    @app.agent(r.topics["retargeting"], name="webhooks", concurrency=1)
-    async def webhooks(stream: Any) -> None:
-        async for events in stream.take_events(n, within=within):
-            await guarded("webhooks", r.deliver_batch(events))
-
-    @app.timer(settings.triggers_tick_s)
+    @r.engine.timer(settings.triggers_tick_s)
     async def tick() -> None:
         await guarded("triggers", r.tick())
 
@@ -229,9 +218,6 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
 
 
 def run(settings: Settings, loglevel: str = "info") -> None:
-    import faust
-
-    from segstream.streams.app import use_event_loop
     from segstream.streams.topics import ensure_topics
 
     serve_metrics(settings)  # first: a port that is taken ends the relay at once
@@ -240,4 +226,4 @@ def run(settings: Settings, loglevel: str = "info") -> None:
         log.warning("no SEGSTREAM_TRIGGER_RULES: segment changes are read but nothing fires")
     relay = build(settings)
     use_event_loop(settings)
-    faust.Worker(relay.app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    relay.engine.run(loglevel)

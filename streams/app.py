@@ -1,4 +1,5 @@
-"""The Faust app: topics, tables and the agents, each a thin loop over a stage.
+"""What every stage uses: sends, envelopes, dead letters, table writes and retries,
+over the engine (``streams.engine``, which runs the agents).
 
 Delivery is at-least-once with idempotent effects (see docs/failure-semantics.md):
 
@@ -21,10 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-import faust
 import orjson
 import redis.asyncio as aioredis
-from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,9 +33,10 @@ from segstream.models.identity import Out, SentLinks
 from segstream.models.segments import Snapshot
 from segstream.schemas.envelope import Item, Packer, Source, partition_for, unpack
 from segstream.schemas.records import DeadLetter
-from segstream.schemas.settings import TOPICS, Settings, kafka_ssl_context
+from segstream.schemas.settings import Settings
 from segstream.streams import metrics
 from segstream.streams.edge_process import EdgeProcess
+from segstream.streams.engine import READ_ERRORS, Engine, Record, Table
 from segstream.streams.sender import Sender
 
 log = logging.getLogger("segstream.worker")
@@ -46,70 +46,13 @@ ENVELOPED = frozenset({"identity", "events"})  # internal topics that carry enve
 Letter = tuple[str, bytes | None, bytes]
 
 
-def faust_broker_credentials(settings: Settings) -> Any:
-    if settings.kafka_sasl_mechanism:
-        password = settings.kafka_sasl_password
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "",
-            password=password.get_secret_value() if password else "",
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=kafka_ssl_context(settings)
-            if "SSL" in settings.kafka_security_protocol
-            else None,
-        )
-    if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(kafka_ssl_context(settings))
-    return None
-
-
-def use_event_loop(settings: Settings) -> None:
-    """Before a Faust worker starts: its loop is uvloop unless the settings say asyncio's."""
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 class Runtime:
     """A Faust app with segstream's topics, and the sends and writes every stage uses."""
 
     def __init__(self, settings: Settings, app_id: str) -> None:
         self.settings = settings
-        s = settings
-        self.app = faust.App(
-            app_id,
-            broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(",")],
-            broker_credentials=faust_broker_credentials(s),
-            store="memory://",
-            datadir=s.data_dir,
-            web_enabled=False,
-            table_standby_replicas=0,
-            topic_partitions=s.partitions,
-            topic_replication_factor=s.replication_factor,
-            processing_guarantee="at_least_once",
-            broker_commit_interval=s.commit_interval_s,
-            broker_session_timeout=s.kafka_session_timeout_s,
-            broker_heartbeat_interval=s.kafka_session_timeout_s / 3,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            producer_linger=0.005,
-            producer_max_batch_size=256 * 1024,
-            stream_wait_empty=True,
-        )
-        self.topics = {
-            # raw codecs: Faust would otherwise JSON-decode every value (value_type=bytes does
-            # not imply raw for topics) and stall the stream on bytes that are not JSON
-            name: self.app.topic(
-                s.topic(name),
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
-                partitions=1 if name in SINGLE_PARTITION else s.partitions,
-            )
-            for name in TOPICS
-        }
-        self.names = {name: topic.get_topic_name() for name, topic in self.topics.items()}
+        self.engine = Engine(settings, app_id, SINGLE_PARTITION)
+        self.names = self.engine.names
         self.sender = Sender(settings)
         self.lock = asyncio.Lock()  # one batch (or timer chunk) touches the tables at a time
 
@@ -137,20 +80,18 @@ class Runtime:
             return out.topic, out.key.encode(), orjson.dumps([out.key, out.value, src])
         return out.topic, out.key.encode(), orjson.dumps(out.value)
 
-    def unpacked(self, events: list[Any], stage: str) -> tuple[list[Item], list[Letter]]:
+    def unpacked(self, batch: list[Record], stage: str) -> tuple[list[Item], list[Letter]]:
         """The items of a batch of envelopes, and dead letters for what cannot be used."""
         items: list[Item] = []
         letters: list[Letter] = []
         partitions = self.settings.partitions
-        for ev in events:
-            m = ev.message
+        for m in batch:
             got, misfits = unpack(m.value, m.key, m.partition, m.offset, partitions)
             items += got
             for bad in misfits:
                 detail = bad.detail + (f" (from {bad.src})" if bad.src else "")
-                where = (m.topic, m.partition, m.offset)
                 key = bad.key.encode() if bad.key is not None else m.key
-                letters.append(self.letter(where, key, bad.raw, bad.reason, detail, stage))
+                letters.append(self.letter(m.where, key, bad.raw, bad.reason, detail, stage))
         return items, letters
 
     def item_letter(self, topic: str, item: Item, reason: str, detail: str, stage: str) -> Letter:
@@ -163,11 +104,8 @@ class Runtime:
         raw = orjson.dumps(item.record)
         return self.letter(where, item.key.encode(), raw, reason, detail, stage)
 
-    def dead_letter(
-        self, event: Any, reason: str, detail: str, stage: str
-    ) -> tuple[str, bytes | None, bytes]:
-        m = event.message
-        return self.letter((m.topic, m.partition, m.offset), m.key, m.value, reason, detail, stage)
+    def dead_letter(self, m: Record, reason: str, detail: str, stage: str) -> Letter:
+        return self.letter(m.where, m.key, m.value, reason, detail, stage)
 
     def letter(
         self,
@@ -188,29 +126,16 @@ class Runtime:
     # ------------------------------------------------------------- tables
     def owned_partitions(self) -> set[int]:
         """Partitions of ``events`` assigned to this worker now."""
-        events = self.settings.topic("events")
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == events}
+        return self.engine.assigned("events")
 
     def partition_of(self, key: bytes) -> int:
         """Partition of ``key`` on the ``events``/``identity`` topics (the producer's hash)."""
         return partition_for(key, self.settings.partitions)
 
-    async def write_table(self, table: Any, items: dict[bytes, bytes | None]) -> None:
-        """Write each key once, to the changelog partition its records come from, and wait.
-
-        Faust's ``table[k] = v`` picks the partition of the *current* event, which in a
-        batch mixing partitions is wrong, and does not let us wait for the changelog.
-        """
-        topic = table.changelog_topic.get_topic_name()
-        records = []
-        for key, value in items.items():
-            records.append((topic, key, value, self.partition_of(key)))
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
-        # the changelog is our durability: ``send`` never returns before it holds them all
-        await self.sender.send(records)
+    async def write_table(self, table: Table, items: dict[bytes, bytes | None]) -> None:
+        """Write each key once, to the changelog partition its records come from, and
+        wait: the changelog is our durability."""
+        await self.sender.send(table.put(items))
 
     # -------------------------------------------------------------- redis
     async def kafka_retry(self, op: Any, *args: Any) -> Any:
@@ -219,7 +144,7 @@ class Runtime:
         while True:
             try:
                 return await op(*args)
-            except (KafkaError, OSError) as exc:
+            except READ_ERRORS as exc:
                 log.warning("kafka unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -274,12 +199,8 @@ class Pipeline(Runtime):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, settings.consumer_group)
         s = settings
-        self.aliases = self.app.Table(
-            "aliases", key_type=bytes, value_type=bytes, partitions=s.partitions
-        )
-        self.profiles = self.app.Table(
-            "profiles", key_type=bytes, value_type=bytes, partitions=s.partitions
-        )
+        self.aliases = self.engine.table("aliases")
+        self.profiles = self.engine.table("profiles")
         self.space: FeatureSpace = feature_space(
             s.features, s.paid_channels, s.social_channels, s.email_channels
         )
@@ -297,7 +218,7 @@ class Pipeline(Runtime):
         self.edge = EdgeProcess(s)  # the stateless edge, its own process (``run`` starts it)
         self.decoded = Decoded(s.profile_cache_size)
 
-    async def write_table(self, table: Any, items: dict[bytes, bytes | None]) -> None:
+    async def write_table(self, table: Table, items: dict[bytes, bytes | None]) -> None:
         if table is self.profiles:
             for key in items:  # the profile stage puts its states back once written
                 self.decoded.discard(key)

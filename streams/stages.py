@@ -8,11 +8,8 @@ and Redis, in the order that makes replays harmless (see ``streams.app``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -22,54 +19,22 @@ from segstream.models.features import Profile, applied, fold
 from segstream.models.health import value_of
 from segstream.models.identity import Out, link, resolve
 from segstream.models.profiles import assign, handle
-from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.events import Event
 from segstream.schemas.records import AuditEntry, Erasure, SegmentChange, SegmentRecord
 from segstream.streams import metrics
 from segstream.streams.app import Pipeline
-from segstream.streams.readers import follow
+from segstream.streams.engine import Record, follow
 
 log = logging.getLogger("segstream.worker")
 
 
-async def guarded(stage: str, work: Awaitable[None]) -> None:
-    """Run one batch to its end; a failure of the whole batch stops the process.
-
-    Bad records never get here (each is dead-lettered on its own) and unavailable
-    dependencies are retried, so what is left is a bug. Faust would ack the batch
-    if the exception escaped, losing it; exiting instead leaves its offsets
-    uncommitted, and the restarted worker replays it.
-
-    A stop or a rebalance cancels the agent, and Faust acks the batch in hand as the
-    cancellation leaves ``take_events``, processed or not. So a cancellation waits
-    for the batch to finish and is raised after it, never in the middle.
-    """
-    task = asyncio.ensure_future(work)
-    interrupted = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})  # the batch itself is never cancelled from here
-        except asyncio.CancelledError:
-            interrupted = True
-    if not task.cancelled() and task.exception() is not None:
-        log.critical(
-            "%s: a whole batch failed; exiting so that it is replayed",
-            stage,
-            exc_info=task.exception(),
-        )
-        logging.shutdown()
-        os._exit(EXIT_CRASHED)
-    if interrupted or task.cancelled():
-        raise asyncio.CancelledError
-
-
-async def identity_batch(p: Pipeline, events: list[Any]) -> None:
+async def identity_batch(p: Pipeline, batch: list[Record]) -> None:
     """Resolve aliases to profiles and record links (table ``aliases``)."""
     await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
     local: dict[bytes, bytes | None] = {}
     changed: dict[bytes, bytes | None] = {}
-    items, records = p.unpacked(events, "identity")
+    items, records = p.unpacked(batch, "identity")
     sent: list[Out] = []
     for item in items:
         alias = item.key
@@ -77,7 +42,7 @@ async def identity_batch(p: Pipeline, events: list[Any]) -> None:
         try:
             value = item.record
             if key not in local:
-                local[key] = p.aliases.data.get(key)
+                local[key] = p.aliases.get(key)
             current = local[key]
             entry = current.decode() if current else None
             if erasure.suppressed(value, alias, p.erased):
@@ -120,7 +85,7 @@ def load_profile(p: Pipeline, key: bytes) -> Profile | None:
     cached = p.decoded.get(key)
     if cached is not None:
         return cached
-    raw = p.profiles.data.get(key)
+    raw = p.profiles.get(key)
     return Profile.from_dict(orjson.loads(raw)) if raw else None
 
 
@@ -233,7 +198,7 @@ async def apply_effects(p: Pipeline, fx: Effects, rescore: bool = False) -> None
     await p.write_table(p.profiles, table)
 
 
-async def profile_batch(p: Pipeline, events: list[Any]) -> None:
+async def profile_batch(p: Pipeline, batch: list[Record]) -> None:
     """Fold events into profiles (table ``profiles``), assign segments, write the view."""
     await p.erasures_loaded.wait()  # the suppression list, read whole once at start
     started = time.perf_counter()
@@ -244,7 +209,7 @@ async def profile_batch(p: Pipeline, events: list[Any]) -> None:
         owned: set[bytes] = set()  # keys whose state this batch may change in place
         fx = Effects()
         stamps: list[tuple[int, int | None]] = []  # (event time, ingest time) of each event
-        items, letters = p.unpacked(events, "profiles")
+        items, letters = p.unpacked(batch, "profiles")
         fx.records.extend(letters)
         for item in items:
             key = item.key.encode()
@@ -396,13 +361,13 @@ async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
         snap = p.snapshot
         if snap is None or not p.tables_ready:
             continue  # no model yet, or tables being restored: the rebalance's end calls again
-        keys = list(p.profiles.data.keys())
+        keys = p.profiles.keys()
         moved = 0
         for i in range(0, len(keys), chunk):
             if p.snapshot is not snap or not p.tables_ready:
                 break  # a newer model came, or a rebalance began: the loop starts over
             async with p.lock:
-                if p.app.should_stop:
+                if p.engine.should_stop:
                     return  # the producer goes next: start nothing that cannot finish
                 if not p.tables_ready:
                     break
@@ -451,18 +416,17 @@ async def follow_model(p: Pipeline) -> None:
             p.snapshot_changed.set()
 
 
-async def dispatch_erasures(p: Pipeline, events: list[Any]) -> None:
+async def dispatch_erasures(p: Pipeline, batch: list[Record]) -> None:
     """The ``erasures`` agent: each new request becomes an erase command at its alias's
     identity partition (a lifted one, a tombstone, only leaves the suppression list)."""
     records = []
-    for ev in events:
-        m = ev.message
+    for m in batch:
         if m.value is None or m.key is None:
             continue
         try:
             e = Erasure.from_json(m.value)
         except Exception as exc:
-            records.append(p.dead_letter(ev, "malformed_erasure", type(exc).__name__, "erasures"))
+            records.append(p.dead_letter(m, "malformed_erasure", type(exc).__name__, "erasures"))
             continue
         p.erased.add(e.alias)
         records.append(p.out_record(erasure.dispatch(e)))

@@ -23,8 +23,8 @@ from segstream.schemas.records import SegmentEvent
 from segstream.schemas.settings import Settings
 from segstream.streams import metrics
 from segstream.streams.app import Pipeline
+from segstream.streams.engine import follow_batches, read_all
 from segstream.streams.lag import Offsets
-from segstream.streams.readers import follow_batches, read_all
 
 log = logging.getLogger("segstream.worker")
 INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from

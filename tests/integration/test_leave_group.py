@@ -1,4 +1,4 @@
-"""continuity.leave_group: a worker restarting itself leaves the consumer group first, so
+"""engine.restart.leave_group: a worker restarting itself leaves the consumer group first, so
 the group assigns its partitions again at once instead of after the session timeout."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka.admin import AdminClient
 
 from segstream.schemas.settings import Settings, kafka_client_config
-from segstream.streams.continuity import leave_group
-from segstream.streams.readers import aiokafka_config
+from segstream.streams.engine import aiokafka_config
+from segstream.streams.engine.restart import leave_group
 from segstream.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration]

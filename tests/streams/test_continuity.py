@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from segstream.streams.continuity import TP, CommitGuard, Continuity, Hole, find_holes
+from segstream.streams.engine import TP, Record
+from segstream.streams.engine.continuity import CommitGuard, Continuity, Hole, find_holes
 
 A, B = ("events", 0), ("events", 1)
 
@@ -65,16 +66,15 @@ def test_a_partition_taken_away_starts_again_from_the_committed_offset() -> None
 def test_docstring_examples_hold() -> None:
     import doctest
 
-    from segstream.streams import continuity
+    from segstream.streams.engine import continuity
 
     result = doctest.testmod(continuity)
     assert (result.failed, result.attempted > 0) == (0, True)
 
 
 # ------------------------------------------------------------- commit guard
-class FakeEvent:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.message = type("M", (), {"topic": topic, "partition": partition, "offset": offset})
+def record(topic: str, partition: int, offset: int) -> Record:
+    return Record(topic, partition, offset, None, None)
 
 
 class FakeConsumer:
@@ -97,7 +97,7 @@ def test_a_commit_never_passes_the_last_record_an_agent_finished() -> None:
     consumer = FakeConsumer({("web", 0): list(range(15)), ("web", 1): [0, 1]})
     guard = CommitGuard(["web"])
     guard.install(consumer)
-    guard.finished([FakeEvent("web", 0, o) for o in range(10)])
+    guard.finished([record("web", 0, o) for o in range(10)])
     assert consumer._new_offset(tp("web", 0)) == 10  # not 15: the next start reads 10..14
     assert consumer._new_offset(tp("web", 1)) is None  # nothing finished there: no commit
 
@@ -106,15 +106,15 @@ def test_the_guard_lets_through_what_was_processed_and_foreign_topics() -> None:
     consumer = FakeConsumer({("web", 0): [5, 6], ("faust-leader", 0): [0, 1, 2]})
     guard = CommitGuard(["web"])
     guard.install(consumer)
-    guard.finished([FakeEvent("web", 0, 5), FakeEvent("web", 0, 6), FakeEvent("web", 0, 9)])
+    guard.finished([record("web", 0, 5), record("web", 0, 6), record("web", 0, 9)])
     assert consumer._new_offset(tp("web", 0)) == 7
     assert consumer._new_offset(tp("faust-leader", 0)) == 3
 
 
 def test_a_revoked_partition_commits_nothing_until_it_is_processed_again() -> None:
     guard = CommitGuard(["web"])
-    guard.finished([FakeEvent("web", 0, 3)])
+    guard.finished([record("web", 0, 3)])
     guard.forget([("web", 0)])
     assert guard.cap(("web", 0), 4) is None
-    guard.finished([FakeEvent("web", 0, 20)])
+    guard.finished([record("web", 0, 20)])
     assert guard.cap(("web", 0), 21) == 21

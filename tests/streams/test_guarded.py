@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from segstream.streams.stages import guarded
+from segstream.streams.engine import guarded
 
 
 def test_a_cancelled_agent_finishes_its_batch_then_stops() -> None:
@@ -62,8 +62,8 @@ def test_a_failed_batch_exits_the_process(monkeypatch: pytest.MonkeyPatch) -> No
         codes.append(code)
         raise SystemExit(code)
 
-    monkeypatch.setattr("segstream.streams.stages.os._exit", fake_exit)
-    monkeypatch.setattr("segstream.streams.stages.logging.shutdown", lambda: None)
+    monkeypatch.setattr("segstream.streams.engine.agents.os._exit", fake_exit)
+    monkeypatch.setattr("segstream.streams.engine.agents.logging.shutdown", lambda: None)
 
     async def batch() -> None:
         raise ValueError("a bug")

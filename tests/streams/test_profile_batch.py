@@ -20,6 +20,7 @@ from segstream.schemas.parse import EventParser, Rejection
 from segstream.schemas.settings import TOPICS, Settings
 from segstream.streams import stages
 from segstream.streams.app import Decoded, Runtime
+from segstream.streams.engine import Record, Table
 
 SETTINGS = Settings(namespace="pb", partitions=2)
 
@@ -42,7 +43,7 @@ class FakePipeline:
         self.erasures_loaded.set()
         self.erased: set[str] = set()
         self.decoded = Decoded(1000)
-        self.profiles = SimpleNamespace(data={})
+        self.profiles = Table.in_memory("profiles", SETTINGS.partitions)
         self.snapshot = None
         self.watermark_ms = 0
         self.writer = SimpleNamespace(accepted=self._accepted)
@@ -58,23 +59,15 @@ class FakePipeline:
     async def send(self, records: Any) -> None:
         self.sent += list(records)
 
-    async def write_table(self, table: Any, items: dict[bytes, bytes | None]) -> None:
+    async def write_table(self, table: Table, items: dict[bytes, bytes | None]) -> None:
         self.writes_per_batch.append(list(items))
-        for key, value in items.items():
+        for key in items:
             self.decoded.discard(key)
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
+        table.put(items)
 
 
-def message(partition: int, offset: int, value: bytes) -> Any:
-    return SimpleNamespace(
-        message=SimpleNamespace(
-            topic=SETTINGS.topic("events"), partition=partition, offset=offset, key=None,
-            value=value,
-        )
-    )  # fmt: skip
+def message(partition: int, offset: int, value: bytes) -> Record:
+    return Record(SETTINGS.topic("events"), partition, offset, None, value)
 
 
 def events_of_customers() -> list[Event]:
@@ -117,7 +110,7 @@ def test_a_batchs_events_fold_into_the_states_apply_gives_and_copies_count_once(
         await stages.profile_batch(p, envelopes[0])  # a replayed batch: skipped whole
 
     asyncio.run(run())
-    stored = {k.decode(): Profile.from_dict(orjson.loads(v)) for k, v in p.profiles.data.items()}
+    stored = {k.decode(): Profile.from_dict(orjson.loads(v)) for k, v in p.profiles.items()}
     assert sorted(stored) == sorted(expected)
     keep = ("events", "seq", "page_views", "purchases", "revenue", "last_seen_ms", "channels")
     for key, want in expected.items():

@@ -20,6 +20,7 @@ from segstream.schemas.parse import EventParser
 from segstream.schemas.settings import Settings
 from segstream.streams import stages
 from segstream.streams.app import Decoded
+from segstream.streams.engine import Table
 
 SETTINGS = Settings()
 SPACE = feature_space(
@@ -48,14 +49,15 @@ class FakePipeline:
         self.space = SPACE
         self.watermark_ms = RESULT.watermark_ms
         self.lock = asyncio.Lock()
-        self.app = SimpleNamespace(should_stop=False)
+        self.engine = SimpleNamespace(should_stop=False)
         self.snapshot_changed = asyncio.Event()
         # the model moved on: every stored profile is one version behind
         self.snapshot = replace(snap, version=snap.version + 1)
         self.tables_ready = ready
         # every profile's assignment under an old, shuffled model: the rescore moves many
-        self.profiles = SimpleNamespace(
-            data={
+        self.profiles = Table.in_memory("profiles")
+        self.profiles.put(
+            {
                 k.encode(): orjson.dumps(
                     {**orjson.loads(p.to_json()), "segment": -5, "segment_version": 1}
                 )
@@ -109,7 +111,7 @@ def test_a_new_model_rewrites_the_profiles_it_moves() -> None:
         assert raw is not None
         state = orjson.loads(raw)
         assert state["segment_version"] == p.snapshot.version
-        assert state["seq"] == orjson.loads(p.profiles.data[key])["seq"]
+        assert state["seq"] == orjson.loads(p.profiles.get(key) or b"{}")["seq"]
 
 
 def test_nothing_is_rescored_while_the_tables_are_being_restored() -> None:
@@ -131,7 +133,7 @@ def test_the_end_of_the_recovery_starts_the_rescore() -> None:
 def test_a_state_older_than_redis_is_not_written_back_to_the_table() -> None:
     """A rescore read a profile older than the one Redis holds: its record is refused,
     and its stale state must not become the changelog's newest."""
-    everyone = set(FakePipeline().profiles.data)
+    everyone = set(FakePipeline().profiles.keys())
     newer = set(sorted(everyone)[::2])
     p = FakePipeline(newer=newer)
     asyncio.run(_rescore(p))

@@ -13,8 +13,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import KafkaException, Producer
 
 from segstream.schemas.settings import Settings, kafka_client_config, kafka_ssl_context
-from segstream.streams.app import faust_broker_credentials
-from segstream.streams.readers import aiokafka_config
+from segstream.streams.engine import aiokafka_config, faust_broker_credentials
 
 SCRAM = {
     "kafka_security_protocol": "SASL_SSL",

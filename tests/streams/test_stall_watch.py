@@ -1,8 +1,9 @@
-"""streams.lag.StallWatch: a partition nobody fetches, told apart from a worker that waits."""
+"""streams.engine.stalls.StallWatch: a partition nobody fetches, told from a worker that waits."""
 
 from __future__ import annotations
 
-from segstream.streams.lag import Position, StallWatch
+from segstream.streams.engine.stalls import StallWatch
+from segstream.streams.lag import Position
 
 A, B = ("web", 0), ("web", 1)
 

@@ -10,7 +10,7 @@ So every agent checks each batch before working on it. Per partition, the offset
 must go on from the last one delivered (first: from the group's committed offset). A
 forward jump is a hole when the broker holds records in it (a jump over transaction
 markers is not). A worker that finds a hole restarts itself (``restart``) before it
-acknowledges anything after the hole, so the group's offset stays before it and the
+acknowledges anything after the hole (``restart``), so the group's offset stays before it and the
 restarted worker reads the skipped records again: nothing is lost, and what is read
 twice is skipped by the per-user offsets and event ids.
 """
@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -30,16 +27,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.settings import Settings, kafka_client_config
+from segstream.streams.engine.records import TP, Record
 from segstream.streams.lag import Offsets
 
 log = logging.getLogger("segstream.worker")
 
-TP = tuple[str, int]
-RESTARTS_ENV = "SEGSTREAM_WORKER_RESTARTS"
-MAX_RESTARTS = 10  # each within RESTART_WINDOW_S of the last: then exit, for an operator
-RESTART_WINDOW_S = 600.0
 PROBE_TIMEOUT_S = 10.0
 
 
@@ -119,8 +112,8 @@ class CommitGuard:
         self.topics = set(topics)
         self.done: dict[TP, int] = {}  # next offset after the last finished record
 
-    def finished(self, events: Iterable[Any]) -> None:
-        for tp, offset in delivered(events):
+    def finished(self, records: Iterable[Record]) -> None:
+        for tp, offset in delivered(records):
             if offset + 1 > self.done.get(tp, -1):
                 self.done[tp] = offset + 1
 
@@ -155,9 +148,9 @@ class CommitGuard:
         consumer._new_offset = capped
 
 
-def delivered(events: Iterable[Any]) -> list[tuple[TP, int]]:
-    """``((topic, partition), offset)`` of each Faust event of a batch."""
-    return [((e.message.topic, e.message.partition), e.message.offset) for e in events]
+def delivered(records: Iterable[Record]) -> list[tuple[TP, int]]:
+    """``((topic, partition), offset)`` of each record of a batch."""
+    return [((r.topic, r.partition), r.offset) for r in records]
 
 
 class Broker:
@@ -205,81 +198,6 @@ class Broker:
         return await asyncio.to_thread(self._holds_records, hole)
 
 
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
 def describe(holes: list[Hole]) -> str:
     """``topic[partition] first..last`` of each hole, for the log."""
     return ", ".join(f"{h.topic}[{h.partition}] {h.start}..{h.end - 1}" for h in holes)
-
-
-def leave_group(consumer: Any, loop: asyncio.AbstractEventLoop, timeout_s: float = 5.0) -> None:
-    """Send the group a LeaveGroup for ``consumer`` (an aiokafka consumer running on
-    ``loop``, another thread's) and wait for it, at most ``timeout_s``; nothing is
-    committed. Best effort: on failure the group falls back to the session timeout."""
-    try:
-        # aiokafka 0.14 (pinned): the coordinator's own leave, without closing anything
-        done = asyncio.run_coroutine_threadsafe(consumer._coordinator._maybe_leave_group(), loop)
-        done.result(timeout_s)
-    except Exception as exc:  # a restart must go on whatever happened here
-        log.warning("could not leave the consumer group before restarting: %r", exc)
-
-
-def accept_stop_signals() -> None:
-    """Once the worker handles SIGTERM and SIGINT itself: take the ones held back by
-    ``restart``."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
-def restart(
-    stage: str,
-    holes: list[Hole],
-    stopping: bool = False,
-    code: int = 0,
-    leave: Callable[[], None] | None = None,
-) -> None:
-    """Replace this process by a fresh worker (same command line, same pid) before the
-    batch after the hole is acknowledged: see ``restart_for``."""
-    restart_for(stage, f"records never delivered ({describe(holes)})", stopping, code, leave)
-
-
-def restart_for(
-    stage: str,
-    why: str,
-    stopping: bool = False,
-    code: int = 0,
-    leave: Callable[[], None] | None = None,
-) -> None:
-    """Replace this process by a fresh worker (same command line, same pid), which reads
-    from the group's committed offsets again. Restarts less than ``RESTART_WINDOW_S``
-    apart are counted; past ``MAX_RESTARTS`` of them the worker exits 70 instead. A
-    worker asked to stop exits at once instead, with ``code`` (0, or 70 when it stops
-    after a crash): the next start reads the records again.
-
-    ``leave`` takes this member out of the consumer group first: without it the group
-    waits for the old member's session to time out before it assigns the partitions
-    to the new process (about 30 s, with nothing read meanwhile)."""
-    if stopping:
-        log.warning("%s: %s while stopping: exiting now", stage, why)
-        logging.shutdown()
-        os._exit(code)
-    count, last = (int(x) for x in os.environ.get(RESTARTS_ENV, "0:0").split(":"))
-    now = int(time.time())
-    count = count + 1 if now - last < RESTART_WINDOW_S else 1
-    if count > MAX_RESTARTS:
-        log.critical(
-            "%s: %s, %d restarts in %.0f s: exiting", stage, why, count - 1, RESTART_WINDOW_S
-        )
-        logging.shutdown()
-        os._exit(EXIT_CRASHED)
-    log.critical("%s: %s; restart %d to read them again", stage, why, count)
-    if leave is not None:
-        leave()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.environ[RESTARTS_ENV] = f"{count}:{now}"
-    # a stop signal arriving while the new process starts stays pending (the mask
-    # survives exec) until its worker can stop gracefully: see ``accept_stop_signals``
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 (our argv)

@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from segstream.schemas.settings import Settings, kafka_ssl_context
+
+READ_ERRORS = (KafkaError, OSError)  # what a reader raises while the broker is away
 
 
 def aiokafka_config(settings: Settings) -> dict[str, object]:

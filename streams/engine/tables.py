@@ -1,0 +1,60 @@
+"""A Faust table as the stages see it: a mapping of bytes read in place, written in
+whole batches to the changelog partition each key's records come from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+
+from segstream.schemas.envelope import partition_for
+
+Change = tuple[str, bytes, bytes | None, int]  # changelog topic, key, value, partition
+
+
+class Table:
+    """Reads and batch writes of one table (``data``: the store Faust restores from the
+    changelog; ``changelog``: that topic's name)."""
+
+    def __init__(
+        self,
+        name: str,
+        changelog: str,
+        partitions: int,
+        data: Callable[[], MutableMapping[bytes, bytes]],
+    ) -> None:
+        self.name = name
+        self.changelog = changelog
+        self.partitions = partitions
+        self._data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data().get(key)
+
+    def keys(self) -> list[bytes]:
+        return list(self._data().keys())
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._data().items()))
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def put(self, items: dict[bytes, bytes | None]) -> list[Change]:
+        """Take ``items`` (None: delete) into the local store and return the changelog
+        records that make them durable, each to its key's partition (the caller sends
+        them and waits). Faust's ``table[k] = v`` would pick the partition of the event
+        in hand, which in a batch mixing partitions is wrong, and cannot be awaited."""
+        data = self._data()
+        changes: list[Change] = []
+        for key, value in items.items():
+            changes.append((self.changelog, key, value, partition_for(key, self.partitions)))
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return changes
+
+    @classmethod
+    def in_memory(cls, name: str, partitions: int = 1) -> Table:
+        """A table over a plain dict (unit tests, tools): the same reads and writes."""
+        store: dict[bytes, bytes] = {}
+        return cls(name, f"{name}-changelog", partitions, lambda: store)
