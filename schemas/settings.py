@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     data_dir: str = ".local/worker"
     batch_size: int = Field(500, ge=1, le=100_000)
     batch_within_s: float = Field(0.01, gt=0, le=10)  # each hop waits up to this to fill a batch
+    # the longest the broker holds the worker's fetch when the partitions in it are quiet;
+    # while it is held, partitions read meanwhile wait for the next one (Faust: 1,500 ms)
+    fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
     # an envelope (internal topics: one record per destination partition per batch) is cut
     # at this size; below the broker's message.max.bytes (1 MiB by default)
     envelope_max_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)

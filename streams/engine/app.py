@@ -62,6 +62,35 @@ def use_event_loop(settings: Settings) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+_FETCH_WAIT_MS: dict[str, int] = {}  # app id -> the fetch wait its consumer gets
+
+
+def shorten_fetch_wait(app_id: str, max_wait_ms: int) -> None:
+    """Give the worker consumer of Faust app ``app_id`` a fetch wait of ``max_wait_ms``.
+
+    faust-streaming 0.15.3 (pinned) builds its aiokafka consumer with a fixed
+    ``fetch_max_wait_ms=1500``, and aiokafka keeps one fetch in flight per broker, for
+    the partitions whose records have all been handed over. A partition read while that
+    fetch is held waits for it: with the agents' partitions busy and only quiet ones in
+    the fetch, a batch waited up to 1.5 s (freshness p50 1.7 s at 5,000 events/s)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    _FETCH_WAIT_MS[app_id] = max_wait_ms
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "shortened", False):
+        return
+
+    def shortened(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        wait = _FETCH_WAIT_MS.get(self.app.conf.id)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read by ``start()``, which builds the fetcher
+        return consumer
+
+    shortened.shortened = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = shortened  # type: ignore[method-assign]
+
+
 class Engine:
     """One Faust app (consumer group ``app_id``) with segstream's topics."""
 
@@ -87,6 +116,7 @@ class Engine:
             producer_max_batch_size=256 * 1024,
             stream_wait_empty=True,
         )
+        shorten_fetch_wait(app_id, s.fetch_max_wait_ms)
         self.topics = {
             # raw codecs: Faust would otherwise JSON-decode every value (value_type=bytes does
             # not imply raw for topics) and stall the stream on bytes that are not JSON
