@@ -98,7 +98,7 @@ class SegmentWriter:
         self.client = client
         self.keys = Keys(settings)
         self.store_features = settings.redis_store_features
-        self._write = client.register_script(_script("write_segment.lua"))
+        self._write = client.register_script(_script("write_segments.lua"))
         self._delete = client.register_script(_script("delete_segment.lua"))
 
     async def write(
@@ -121,26 +121,27 @@ class SegmentWriter:
             return []
         pipe = self.client.pipeline(transaction=False)
         k = self.keys
-        for r in records:
-            feats = orjson.dumps(r.features).decode() if self.store_features and r.features else ""
-            await self._write(
-                keys=[k.user(r.profile), k.features(r.profile)],
-                args=[
+        if records:  # one script call for the batch (Redis Cluster is not supported)
+            keys: list[str] = []
+            args: list[str | int] = [k.members_prefix, k.health_prefix]
+            for r in records:
+                keys += [k.user(r.profile), k.features(r.profile)]
+                feats = ""
+                if self.store_features and r.features:
+                    feats = orjson.dumps(r.features).decode()
+                args += [
                     r.seq,
                     r.version,
                     r.segment,
                     r.updated_ms,
                     format_scores(r.scores),
-                    k.members_prefix,
                     r.profile,
                     feats,
-                    k.health_prefix,
                     cents(r.revenue),
                     int(r.converted),
                     cents(r.ad_cost),
-                ],
-                client=pipe,
-            )
+                ]
+            await self._write(keys=keys, args=args, client=pipe)
         for profile, merged_into in deletes:
             await self._delete(
                 keys=[k.user(profile), k.features(profile), k.alias(profile)],
@@ -148,7 +149,8 @@ class SegmentWriter:
                 client=pipe,
             )
         results = await pipe.execute()
-        return [x == 1 for x in results[: len(records)]]
+        written = results[0] if records else []
+        return [x == 1 for x in written]
 
     async def health(self, segment_ids: list[int]) -> dict[int, Health]:
         return await read_health(self.client, self.keys, segment_ids)

@@ -23,7 +23,7 @@ def test_the_wheel_holds_exactly_one_top_level_package(wheel: Path) -> None:
     for sub in SUBPACKAGES:
         assert f"segstream/{sub}/__init__.py" in names, sub
     # the Lua scripts the API and the worker load at run time are package data
-    for script in ("lookup_segment.lua", "write_segment.lua", "delete_segment.lua"):
+    for script in ("lookup_segment.lua", "write_segments.lua", "delete_segment.lua"):
         assert f"segstream/consumers/{script}" in names
     assert not [n for n in names if n.startswith(("segstream/tests", "segstream/bench"))]
 

@@ -1,0 +1,56 @@
+-- Write a batch of users' segments, each unless Redis already holds a newer one.
+-- KEYS: per user i (from 1), KEYS[2i-1] user record (hash), KEYS[2i] features (string)
+-- ARGV[1] members key prefix, ARGV[2] health key prefix, then 10 values per user from
+--   ARGV[3 + 10(i-1)]: seq, model version, segment, updated_at ms, scores, profile key,
+--   features json ('' = leave as is), revenue cents, converted (0/1), ad cost cents
+-- Order is (seq, version): seq is the profile's logical clock (it only grows), the model
+-- version breaks ties when only the model changed. Returns per user 1 written, 0 stale.
+-- The user's revenue, conversion and ad cost are kept in the hash (r, k, a) so the
+-- per-segment sums (hash health:{segment}, same fields) move with the user exactly.
+local members, health = ARGV[1], ARGV[2]
+
+-- a sum back at 0 is removed, so the hash is the same as one rebuilt from scratch
+local function add(segment, r, k, a)
+  local key = health .. segment
+  for field, x in pairs({r = r, k = k, a = a}) do
+    if x ~= 0 and redis.call('HINCRBY', key, field, x) == 0 then
+      redis.call('HDEL', key, field)
+    end
+  end
+end
+
+local function write(user, features, b)
+  local seq, version, segment, profile = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
+  local cur = redis.call('HMGET', user, 'q', 'v', 's', 'r', 'k', 'a')
+  local q, v = tonumber(seq), tonumber(version)
+  if cur[1] then
+    local cq, cv = tonumber(cur[1]), tonumber(cur[2])
+    if cq > q or (cq == q and cv > v) then return 0 end
+  end
+  redis.call('HSET', user, 'q', seq, 'v', version, 's', segment, 't', ARGV[b + 3],
+    'c', ARGV[b + 4], 'r', ARGV[b + 7], 'k', ARGV[b + 8], 'a', ARGV[b + 9])
+  local r, k, a = tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9])
+  local old_r, old_k, old_a = tonumber(cur[4]) or 0, tonumber(cur[5]) or 0, tonumber(cur[6]) or 0
+  if cur[3] == segment then
+    add(segment, r - old_r, k - old_k, a - old_a)
+  else
+    if cur[3] then
+      redis.call('SREM', members .. cur[3], profile)
+      if redis.call('SCARD', members .. cur[3]) == 0 then
+        redis.call('DEL', health .. cur[3])  -- the last member left: no sums to keep
+      else
+        add(cur[3], -old_r, -old_k, -old_a)
+      end
+    end
+    redis.call('SADD', members .. segment, profile)
+    add(segment, r, k, a)
+  end
+  if ARGV[b + 6] ~= '' then redis.call('SET', features, ARGV[b + 6]) end
+  return 1
+end
+
+local out = {}
+for i = 1, #KEYS / 2 do
+  out[i] = write(KEYS[2 * i - 1], KEYS[2 * i], 3 + 10 * (i - 1))
+end
+return out
