@@ -79,19 +79,27 @@ class Trainer:
     def _now_vector(self, raw: dict[str, float], as_of: int) -> dict[str, float]:
         return self.space.transform(self.space.age(raw, self.watermark_ms - as_of))
 
-    def cycle(self, now_ms: int | None = None, caught_up: bool = True) -> Snapshot | None:
+    def cycle_draws(self) -> int:
+        """The draws a cycle learns: more right after a confirmed feature drift."""
+        return self.learn_per_cycle * (ADAPT_FACTOR if self.adapting else 1)
+
+    def cycle(
+        self, now_ms: int | None = None, caught_up: bool = True, learned: bool = False
+    ) -> Snapshot | None:
         """Learn from a sample of the population, then publish a snapshot.
 
         ``caught_up`` says the pipeline has worked off what had arrived: only then is
         drift judged. Mid-backlog (or mid-replay), users whose events are still queued
         would look as if they had gone quiet; :meth:`idle_check` judges once caught up.
+        ``learned``: the caller has learned ``cycle_draws()`` already (in slices).
         """
         now = max(now_ms or 0, self.watermark_ms)
         self.watermark_ms = now
         keys = list(self.users)
         if not keys:
             return None
-        self.learn(self.learn_per_cycle * (ADAPT_FACTOR if self.adapting else 1))
+        if not learned:
+            self.learn(self.cycle_draws())
         self.adapting = False
         population = self._sample(keys)
         self.pending = 0

@@ -8,6 +8,7 @@ and Redis, in the order that makes replays harmless (see ``streams.app``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from segstream.streams.app import Pipeline
 from segstream.streams.engine import Record, follow
 
 log = logging.getLogger("segstream.worker")
+RESCORE_PAUSE_MAX_S = 0.05
 
 
 async def identity_batch(p: Pipeline, batch: list[Record]) -> None:
@@ -366,6 +368,7 @@ async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
         for i in range(0, len(keys), chunk):
             if p.snapshot is not snap or not p.tables_ready:
                 break  # a newer model came, or a rebalance began: the loop starts over
+            started = time.perf_counter()
             async with p.lock:
                 if p.engine.should_stop:
                     return  # the producer goes next: start nothing that cannot finish
@@ -388,6 +391,8 @@ async def rescore_forever(p: Pipeline, chunk: int = 100) -> None:
                         fx.table[key] = after.to_json()
                         moved += 1
                 await apply_effects(p, fx, rescore=True)
+            # as long again for the agents: a rescore never has the loop to itself
+            await asyncio.sleep(min(time.perf_counter() - started, RESCORE_PAUSE_MAX_S))
         log.info(
             "rescored %d profiles with model v%s (%d moved)",
             len(keys),

@@ -27,6 +27,8 @@ from segstream.streams.engine import follow_batches, read_all
 from segstream.streams.lag import Offsets
 
 log = logging.getLogger("segstream.worker")
+LEARN_SLICE = 20  # draws: about 1 ms of the event loop
+LEARN_PAUSE_S = 0.002  # between slices: the loop is free for the agents 2/3 of the time
 INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from
 OWNER_CHECK_S = 1.0  # how often a worker that does not train looks whether it should
 
@@ -112,7 +114,7 @@ class TrainerStage:
                 if trainer.pending >= s.publish_every_samples:
                     await self._publish(caught_up=False)  # mid-flow: drift waits for a tick
                 elif trainer.unlearned >= s.learn_every_samples:
-                    await asyncio.to_thread(trainer.learn)  # the loop serves the others
+                    await learn_in_slices(trainer, trainer.learn_per_cycle)
 
     async def last_learner(self) -> SegmentLearner:
         """The learner of the last published checkpoint (a fresh one, keeping versions
@@ -190,15 +192,18 @@ class TrainerStage:
         assert self.trainer is not None
         trainer, secret = self.trainer, self.p.settings.model_secret.get_secret_value().encode()
 
+        if trainer.users:
+            await learn_in_slices(trainer, trainer.cycle_draws())
+
         def cycle() -> tuple[Snapshot, bytes, dict[int, dict[str, Any]]] | None:
-            snap = trainer.cycle(caught_up=caught_up)
+            snap = trainer.cycle(caught_up=caught_up, learned=True)
             if snap is None:
                 return None
             value = checkpoint.encode(snap, trainer.learner, secret)
             return snap, value, segment_profiles(snap, self.p.space)
 
-        # hundreds of milliseconds of learning, drift and silhouette: in a thread, so the
-        # event loop keeps serving the other agents (the trainer's lock is held meanwhile)
+        # the snapshot, drift and silhouette: in a thread, so the event loop keeps serving
+        # the other agents (the trainer's lock is held meanwhile)
         done = await asyncio.to_thread(cycle)
         if done is None:
             return
@@ -233,6 +238,16 @@ class TrainerStage:
             if report.checked
             else "not judged (catching up)",
         )
+
+
+async def learn_in_slices(trainer: Trainer, draws: int) -> None:
+    """A learning step in slices of ``LEARN_SLICE`` draws, with the event loop free for
+    the agents for ``LEARN_PAUSE_S`` between them. In a thread it would hold the GIL in
+    5 ms turns, and a batch waiting on Redis or Kafka waited a turn after each reply; in
+    slices with no pause, the batch waited a slice at every turn of the loop."""
+    for start in range(0, draws, LEARN_SLICE):
+        trainer.learn(min(LEARN_SLICE, draws - start))
+        await asyncio.sleep(LEARN_PAUSE_S)
 
 
 def segment_events(
