@@ -11,8 +11,14 @@ histogram's buckets (5–25 ms wide below 100 ms), as Prometheus's
 
 from __future__ import annotations
 
+import argparse
+import sys
+import tempfile
+import threading
 import time
 import urllib.request
+import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -57,12 +63,12 @@ def quantile(q: float, before: dict[float, float], after: dict[float, float]) ->
     return lower
 
 
-def page_view(profile: str, n: int, ts_ms: int) -> tuple[bytes, bytes]:
+def page_view(profile: str, n: int, ts_ms: int, run: str = "") -> tuple[bytes, bytes]:
     """A page view of a known profile (``u:<user id>`` or ``a:<anonymous id>``)."""
     kind, ident = profile.split(":", 1)
     who = {"user_id": ident} if kind == "u" else {"anonymous_id": ident}
     value = {
-        "event_id": f"fresh-{n}",
+        "event_id": f"fresh-{run}{n}",  # new in every load: copies would be skipped
         "source": "web",
         "type": "page_view",
         "ts": ts_ms,
@@ -83,12 +89,13 @@ def fixed_load(
     conf = {**kafka_client_config(settings), "linger.ms": 1, "acks": "all"}
     producer = Producer(conf)
     topic = settings.topic("web")
+    run = uuid.uuid4().hex[:8] + "-"
     start = time.perf_counter()
     n = 0
     while (elapsed := time.perf_counter() - start) < seconds:
         due = int(elapsed * rate)
         while n < due:  # open loop: catch up on ticks missed, never slow down
-            key, value = page_view(profiles[n % len(profiles)], n, ts_ms + n)
+            key, value = page_view(profiles[n % len(profiles)], n, ts_ms + n, run)
             producer.produce(topic, value, key)
             n += 1
         producer.poll(0)
@@ -120,3 +127,79 @@ def measure(
         "freshness_p50_ms": round(quantile(0.5, before, after) * 1000, 1),
         "freshness_p99_ms": round(quantile(0.99, before, after) * 1000, 1),
     }
+
+
+def per_second(metrics_port: int, stop: threading.Event) -> None:
+    """Print the p50/p99 of what each second of the load added, until ``stop``."""
+    before = buckets(metrics_port)
+    while not stop.wait(1.0):
+        after = buckets(metrics_port)
+        try:
+            p50, p99 = quantile(0.5, before, after), quantile(0.99, before, after)
+            n = after[float("inf")] - before.get(float("inf"), 0.0)
+            print(f"  {time.strftime('%H:%M:%S')} {n:6.0f} events  p50 {p50 * 1000:5.0f} ms"
+                  f"  p99 {p99 * 1000:5.0f} ms", flush=True)  # fmt: skip
+        except ValueError:
+            print(f"  {time.strftime('%H:%M:%S')} nothing written", flush=True)
+        before = after
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from throughput import free_port, group_done, inputs_of, wait_ready
+
+    from segstream.consumers.sample import (
+        produce_sample,
+        start_worker,
+        stop_worker,
+        wait_for_segments,
+    )
+    from segstream.streams.lag import Offsets
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, action="append", required=True, help="events/s")
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=15.0, help="of load per rate")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    settings = Settings(namespace="fresh" + uuid.uuid4().hex[:6])
+    events, g = produce_sample(settings, users=args.users, seed=7)
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="freshness-")) / "worker.log"
+    env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": str(port)}
+    proc = start_worker(settings, log, env=env)
+    offsets = Offsets(settings)
+    results = []
+    try:
+        wait_ready(proc, log, time.monotonic() + 600)
+        while not group_done(offsets, inputs_of(settings)):
+            time.sleep(0.5)
+        wait_for_segments(settings, sorted(g.truth), timeout=600, settle=10, proc=proc)
+        print(f"{events} events of {args.users} users worked off; worker log {log}")
+        for rate in args.rate:
+            print(f"{rate:.0f} events/s for {args.seconds:.0f} s:")
+            stop = threading.Event()
+            watch = threading.Thread(target=per_second, args=(port, stop), daemon=True)
+            watch.start()
+            result = measure(
+                settings,
+                port,
+                sorted(g.truth),
+                rate,
+                args.seconds,
+                g.end_ms,
+                lambda: group_done(offsets, inputs_of(settings)),
+            )
+            stop.set()
+            watch.join()
+            print(f"  p50 {result['freshness_p50_ms']} ms, p99 {result['freshness_p99_ms']} ms")
+            results.append(result)
+    finally:
+        offsets.close()
+        stop_worker(proc)
+    if args.json:
+        args.json.write_bytes(orjson.dumps({"users": args.users, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -638,17 +638,28 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="About 50,000 events.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
     users: Annotated[int | None, typer.Option(help="Users to generate (default 4,000).")] = None,
+    freshness_at: Annotated[
+        list[float] | None,
+        typer.Option(help="Only freshness, at this rate (events/s; repeat for more)."),
+    ] = None,
 ) -> None:
     """Measure against the configured Kafka and Redis (bench/throughput.py): one worker end
     to end beside a consume-only Faust app and a plain consume loop, two workers,
-    freshness at a fixed load, lookup vs Redis GET latency, clustering quality."""
+    freshness at a fixed load, lookup vs Redis GET latency, clustering quality. With
+    --freshness-at, only freshness, second by second (bench/freshness.py; 1,000 users
+    unless --users)."""
     from segstream.consumers.checkout import checkout_path
 
+    name = "freshness.py" if freshness_at else "throughput.py"
     try:
-        script = checkout_path("bench", "bench", "throughput.py")
+        script = checkout_path("bench", "bench", name)
     except SegstreamError as exc:
         raise fail(exc) from None
-    args = [sys.executable, str(script)] + (["--quick"] if quick else [])
+    args = [sys.executable, str(script)]
+    if freshness_at:
+        args += [a for rate in freshness_at for a in ("--rate", str(rate))]
+    else:
+        args += ["--quick"] if quick else []
     args += ["--json", str(json_out)] if json_out else []
     args += ["--users", str(users)] if users else []
     raise typer.Exit(subprocess.run(args, check=False).returncode)  # noqa: S603 (our script)

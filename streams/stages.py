@@ -28,6 +28,7 @@ from segstream.streams.engine import Record, follow
 
 log = logging.getLogger("segstream.worker")
 RESCORE_PAUSE_MAX_S = 0.05
+EFFECTS_CHUNK = 200  # users whose effects go out together while the next are computed
 
 
 async def identity_batch(p: Pipeline, batch: list[Record]) -> None:
@@ -277,26 +278,36 @@ async def profile_batch(p: Pipeline, batch: list[Record]) -> None:
         p.watermark_ms = max([p.watermark_ms, *(s.last_seen_ms for s in states)])
         now = p.watermark_ms  # one "now" for the whole batch
         written: dict[bytes, Profile] = {}
+        # the effects go out in chunks of users while the next chunk is computed: each
+        # user is in one chunk, so per user the order (Redis, records, changelog) holds
+        effects = [asyncio.ensure_future(apply_effects(p, fx))]  # letters, merges, erasures
+        chunk = Effects()
         for key, gone in dirty.items():
             state = local[key]
             assert state is not None  # dirty keys always hold a state
             if state.merged_into:
                 if gone:
-                    fx.deletes.append((state.key, state.merged_into))
-                    fx.records += [("segments", key, None), ("training", key, None)]
+                    chunk.deletes.append((state.key, state.merged_into))
+                    chunk.records += [("segments", key, None), ("training", key, None)]
             elif state.events == 0:
                 pass  # only linked aliases so far (``linked``): nothing to segment yet
             else:
                 raw = p.space.raw(state, now)  # once: training sample, vector, record
-                fx.records.append(("training", key, orjson.dumps({"raw": raw, "as_of": now})))
+                chunk.records.append(("training", key, orjson.dumps({"raw": raw, "as_of": now})))
                 try:
-                    state, _ = segment_effects(p, key, state, raw, fx)
+                    state, _ = segment_effects(p, key, state, raw, chunk)
                 except Exception:  # keep the features; the next event or rescore assigns again
                     metrics.ASSIGN_ERRORS.inc()
                     log.exception("segment assignment failed for %s", key)
-            fx.table[key] = state.to_json()
+            chunk.table[key] = state.to_json()
             written[key] = state
-        await apply_effects(p, fx)
+            if len(chunk.table) >= EFFECTS_CHUNK:
+                effects.append(asyncio.ensure_future(apply_effects(p, chunk)))
+                chunk = Effects()
+                await asyncio.sleep(0)  # its first writes go out before the next chunk
+        if chunk.table:
+            effects.append(asyncio.ensure_future(apply_effects(p, chunk)))
+        await asyncio.gather(*effects)  # every effect durable before the batch is acked
         for key, state in written.items():  # decoded as written: the next batch skips JSON
             p.decoded.put(key, state)
     observe_latency(stamps)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 
 from segstream.models.features import Profile, apply, feature_space, new_profile
 from segstream.models.identity import route
@@ -82,7 +83,12 @@ def events_of_customers() -> list[Event]:
     return out
 
 
-def test_a_batchs_events_fold_into_the_states_apply_gives_and_copies_count_once() -> None:
+@pytest.mark.parametrize("effects_chunk", [stages.EFFECTS_CHUNK, 7])
+def test_a_batchs_events_fold_into_the_states_apply_gives_and_copies_count_once(
+    effects_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with 7, a batch's users go out in several chunks of effects, concurrently
+    monkeypatch.setattr(stages, "EFFECTS_CHUNK", effects_chunk)
     events = events_of_customers()
     p = FakePipeline()
     offsets = {0: 0, 1: 0}
@@ -104,10 +110,13 @@ def test_a_batchs_events_fold_into_the_states_apply_gives_and_copies_count_once(
             offsets[partition] += 1
         envelopes.append(batch)
 
+    per_batch: list[list[bytes]] = []  # the users each batch wrote, over all its chunks
+
     async def run() -> None:
-        for batch in envelopes:
+        for batch in [*envelopes, envelopes[0]]:  # the last: a replayed batch, skipped whole
+            before = len(p.writes_per_batch)
             await stages.profile_batch(p, batch)
-        await stages.profile_batch(p, envelopes[0])  # a replayed batch: skipped whole
+            per_batch.append([k for w in p.writes_per_batch[before:] for k in w])
 
     asyncio.run(run())
     stored = {k.decode(): Profile.from_dict(orjson.loads(v)) for k, v in p.profiles.items()}
@@ -117,6 +126,9 @@ def test_a_batchs_events_fold_into_the_states_apply_gives_and_copies_count_once(
         got = stored[key]
         assert {f: getattr(got, f) for f in keep} == {f: getattr(want, f) for f in keep}, key
         assert got.recent == want.recent
-    for written in p.writes_per_batch:
+    for written in per_batch:
         assert len(written) == len(set(written))  # each user once per batch
+    assert per_batch[-1] == []  # the replay wrote nothing
+    if effects_chunk < 40:
+        assert len(p.writes_per_batch) > 2 * len(envelopes)  # several chunks per batch
     assert not [r for r in p.sent if r[0] == "dlq"]
