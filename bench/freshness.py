@@ -146,7 +146,7 @@ def per_second(metrics_port: int, stop: threading.Event) -> None:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from throughput import free_port, group_done, inputs_of, wait_ready
+    from workers import free_port, group_done, inputs_of, wait_ready
 
     from segstream.consumers.sample import (
         produce_sample,

@@ -23,8 +23,9 @@ fixed load below saturation (``bench/freshness.py``); after the worker stopped,
 
 4. ``throughput_2workers_eps``: the same stream in a second namespace, read by two
    ``segstream worker`` processes in one group: both start on empty topics, and once
-   the group is stable with the partitions split, the stream is produced; from then
-   until the group has committed everything. ``eps_per_worker_cpu_2workers`` divides
+   the group is stable with the partitions split, both are frozen while the stream is
+   produced (a backlog, as for the one worker); from when they go on until the group
+   has committed everything. ``eps_per_worker_cpu_2workers`` divides
    by the CPU seconds of both;
 5. ``lookup_p99_ms`` beside ``redis_get_p99_ms``: ``bench/api_latency.py --quick``
    (the lookup API and plain Redis GETs from the same load process, 2,000 requests/s).
@@ -42,9 +43,10 @@ the worker's ``Ready`` for 3) to its end, so the figures include no start-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +67,7 @@ sys.path.insert(0, str(REPO))
 
 import freshness  # noqa: E402  (bench/, this script's directory)
 from quality import ari_batch, id_churn, model_segments, segment_records  # noqa: E402
+from workers import free_port, group_done, inputs_of, wait_ready  # noqa: E402
 
 from segstream.consumers.queries import lookup_users  # noqa: E402
 from segstream.consumers.redis_view import Keys  # noqa: E402
@@ -94,13 +97,18 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     own = sum(int(f) for f in fields[11:15]) / TICK  # utime, stime, cutime, cstime
+    return own + sum(cpu_seconds(c) for c in children_of(pid))
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes ``pid`` started (``/proc``)."""
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             children += [int(c) for c in task.read_text().split()]
         except FileNotFoundError:
             continue
-    return own + sum(cpu_seconds(c) for c in children)
+    return children
 
 
 def raw_consume(settings: Settings, events: int) -> dict[str, float]:
@@ -160,10 +168,6 @@ def faust_consume_only(settings: Settings, events: int, work: Path) -> dict[str,
     return {"events": r["events"], "seconds": r["last_s"] - r["first_s"], "cpu_s": r["cpu_s"]}
 
 
-def group_done(offsets: Offsets, tps: list[tuple[str, int]]) -> bool:
-    return all(p.lag == 0 for p in offsets.read(tps).values())
-
-
 def quality(settings: Settings, truth: dict[str, str]) -> dict[str, float]:
     """ARI of the live segments against the planted personas, and the Redis memory of the
     lookup record (the user hash) per user, from a sample of up to 1,000 users."""
@@ -178,25 +182,6 @@ def quality(settings: Settings, truth: dict[str, str]) -> dict[str, float]:
     finally:
         client.close()
     return {"ari_truth": ari, "redis_bytes_per_user": sum(sizes) / max(len(sizes), 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
-    while b"[^Worker]: Ready" not in log.read_bytes():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.05)
-
-
-def inputs_of(settings: Settings) -> list[tuple[str, int]]:
-    """The group's partitioned inputs: sources, ``identity``, ``events``."""
-    names = [*(settings.topic(s) for s in SOURCES), settings.topic("identity")]
-    names.append(settings.topic("events"))
-    return [(t, p) for t in names for p in range(settings.partitions)]
 
 
 def clocked(
@@ -305,11 +290,25 @@ def group_of_two(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> No
         time.sleep(0.5)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process it started (a worker and its edge process)."""
+    return [pid, *(p for c in children_of(pid) for p in process_tree(c))]
+
+
+def signal_workers(procs: list[subprocess.Popen[bytes]], sig: signal.Signals) -> None:
+    for proc in procs:
+        for pid in process_tree(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
 def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[str, float]:
-    """The same stream, read by two worker processes in one group: both start on empty
-    topics; once the group is stable with the partitions split between them, the
-    stream is produced, and the clock runs from then until the group has committed it
-    all (the producer's own time included: it outruns the workers many times over)."""
+    """The same stream, read by two worker processes in one group, on a backlog as the
+    one worker is: both start on empty topics; once the group is stable with the
+    partitions split between them, both are frozen (SIGSTOP, edges included) while the
+    stream is produced, so neither takes it alone, and the clock runs from the moment
+    both go on (SIGCONT) until the group has committed it all. Producing takes seconds,
+    well inside the group's session timeout."""
     ensure_topics(settings)
     logs = [work / "worker-a.log", work / "worker-b.log"]
     procs = []
@@ -320,22 +319,21 @@ def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[s
             "SEGSTREAM_WORKER_ID": f"bench-{i}",
         }
         procs.append(start_worker(settings, log, env=env))
-    produced: list[int] = []
     try:
         for proc, log in zip(procs, logs, strict=True):
             wait_ready(proc, log, time.monotonic() + 300)
         group_of_two(settings, procs)
-        seconds, cpu = clocked(
-            settings,
-            procs,
-            logs,
-            lambda: produced.append(produce_sample(settings, users=users, seed=seed)[0]),
-        )
+        signal_workers(procs, signal.SIGSTOP)
+        try:
+            n = produce_sample(settings, users=users, seed=seed)[0]
+        except BaseException:
+            signal_workers(procs, signal.SIGCONT)
+            raise
+        seconds, cpu = clocked(settings, procs, logs, lambda: signal_workers(procs, signal.SIGCONT))
     finally:
         codes = [stop_worker(p) for p in procs]
     for code, log in zip(codes, logs, strict=True):
         assert code == 0, log.read_text()[-3000:]
-    n = produced[0]
     return {"events": n, "seconds": seconds, "cpu_s": cpu}
 
 
