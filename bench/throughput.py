@@ -9,7 +9,10 @@ topics three ways, one after another on the same machine:
    worker's settings whose agents only take batches: the engine's own cost;
 3. ``throughput_eps``: ``segstream worker``, from the source topics through identity,
    features, clustering, Redis and the output topics, until its group has committed
-   every record of every input (sources, ``identity``, ``events``).
+   every record of every input (sources, ``identity``, ``events``). It reads the same
+   stream in a namespace of its own, as a backlog produced while it is frozen
+   (``on_backlog``): its edge process would otherwise parse much of the stream while
+   the Faust worker starts, before any clock runs.
    ``eps_per_worker_cpu`` divides the events by the CPU seconds of every process the
    worker runs, its edge process included (``/proc``), which stays comparable while the
    broker and Redis share the machine; ``share_of_raw_loop`` is that figure over the
@@ -34,8 +37,9 @@ fixed load below saturation (``bench/freshness.py``); after the worker stopped,
 source event (``identity`` and ``events`` envelopes, ``training``): the engine's cost per
 record times this is the floor of the worker's cost per event.
 
-Each phase is timed from its process's start of work (the first record for 1 and 2,
-the worker's ``Ready`` for 3) to its end, so the figures include no start-up.
+Each phase is timed from its process's start of work (the first record for 1 and 2;
+for 3 and 4, the moment the frozen workers go on) to its end, so the figures include
+no start-up.
 
     python bench/throughput.py [--quick] [--users N] [--json FILE]
 """
@@ -230,15 +234,15 @@ def records_per_event(settings: Settings, events: int) -> float:
 
 
 def worker_e2e(
-    settings: Settings, events: int, work: Path, truth: dict[str, str], end_ms: int
+    settings: Settings, users: int, seed: int, work: Path, truth: dict[str, str], end_ms: int
 ) -> dict[str, Any]:
+    ensure_topics(settings)
     log = work / "worker.log"
     port = free_port()
     env = {"SEGSTREAM_NAMESPACE": settings.namespace, "SEGSTREAM_METRICS_PORT": str(port)}
     proc = start_worker(settings, log, env=env)
     try:
-        wait_ready(proc, log, time.monotonic() + 1800)  # the backlog is waiting already
-        seconds, cpu = clocked(settings, [proc], [log])
+        events, seconds, cpu = on_backlog(settings, [proc], [log], users, seed)
         per_event = records_per_event(settings, events)  # before any more events come
         # not timed: the model settles, then the live segments are judged
         # settled: no new version for 2.5 publish intervals (the model has stopped moving)
@@ -276,8 +280,8 @@ def worker_e2e(
     }
 
 
-def group_of_two(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> None:
-    """Until the group is stable with two members that each own partitions."""
+def group_stable(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until the group is stable with one member per worker, each owning partitions."""
     admin = AdminClient(kafka_client_config(settings))
     deadline = time.monotonic() + 300
     while True:
@@ -285,9 +289,35 @@ def group_of_two(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> No
         found = admin.describe_consumer_groups([settings.consumer_group])
         group = found[settings.consumer_group].result()
         owned = [len(m.assignment.topic_partitions) for m in group.members]
-        if group.state == ConsumerGroupState.STABLE and len(owned) == 2 and all(owned):
+        if group.state == ConsumerGroupState.STABLE and len(owned) == len(procs) and all(owned):
             return
         time.sleep(0.5)
+
+
+def on_backlog(
+    settings: Settings,
+    procs: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+    users: int,
+    seed: int,
+) -> tuple[int, float, float]:
+    """The workers, started on empty topics, work off the whole stream as a backlog:
+    once they are ready and the group has split the partitions, they are frozen
+    (SIGSTOP, edges included) while the stream is produced, so no worker takes it alone
+    and none does work before the clock runs; the clock runs from the moment they go on
+    (SIGCONT) until the group has committed it all. Producing takes seconds, well inside
+    the group's session timeout. Returns the events, wall seconds and CPU seconds."""
+    for proc, log in zip(procs, logs, strict=True):
+        wait_ready(proc, log, time.monotonic() + 300)
+    group_stable(settings, procs)
+    signal_workers(procs, signal.SIGSTOP)
+    try:
+        n = produce_sample(settings, users=users, seed=seed)[0]
+    except BaseException:
+        signal_workers(procs, signal.SIGCONT)
+        raise
+    seconds, cpu = clocked(settings, procs, logs, lambda: signal_workers(procs, signal.SIGCONT))
+    return n, seconds, cpu
 
 
 def process_tree(pid: int) -> list[int]:
@@ -303,12 +333,7 @@ def signal_workers(procs: list[subprocess.Popen[bytes]], sig: signal.Signals) ->
 
 
 def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[str, float]:
-    """The same stream, read by two worker processes in one group, on a backlog as the
-    one worker is: both start on empty topics; once the group is stable with the
-    partitions split between them, both are frozen (SIGSTOP, edges included) while the
-    stream is produced, so neither takes it alone, and the clock runs from the moment
-    both go on (SIGCONT) until the group has committed it all. Producing takes seconds,
-    well inside the group's session timeout."""
+    """The same stream, read by two worker processes in one group (``on_backlog``)."""
     ensure_topics(settings)
     logs = [work / "worker-a.log", work / "worker-b.log"]
     procs = []
@@ -320,16 +345,7 @@ def two_workers(settings: Settings, users: int, seed: int, work: Path) -> dict[s
         }
         procs.append(start_worker(settings, log, env=env))
     try:
-        for proc, log in zip(procs, logs, strict=True):
-            wait_ready(proc, log, time.monotonic() + 300)
-        group_of_two(settings, procs)
-        signal_workers(procs, signal.SIGSTOP)
-        try:
-            n = produce_sample(settings, users=users, seed=seed)[0]
-        except BaseException:
-            signal_workers(procs, signal.SIGCONT)
-            raise
-        seconds, cpu = clocked(settings, procs, logs, lambda: signal_workers(procs, signal.SIGCONT))
+        n, seconds, cpu = on_backlog(settings, procs, logs, users, seed)
     finally:
         codes = [stop_worker(p) for p in procs]
     for code, log in zip(codes, logs, strict=True):
@@ -374,14 +390,15 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
         work = Path(tmp)
         raw = raw_consume(s, n)
         faust_only = faust_consume_only(s, n, work)
-        e2e = worker_e2e(s, n, work, g.truth, g.end_ms)
+        s1 = Settings(namespace=f"{s.namespace}x1", metrics_port=0)
+        e2e = worker_e2e(s1, users, seed, work, g.truth, g.end_ms)
         two = two_workers(s2, users, seed, work)
         api = api_latency(work)
     return {
         "events": n,
         "users": users,
-        "throughput_eps": round(n / e2e["seconds"]),
-        "eps_per_worker_cpu": round(n / e2e["cpu_s"]),
+        "throughput_eps": round(e2e["events"] / e2e["seconds"]),
+        "eps_per_worker_cpu": round(e2e["events"] / e2e["cpu_s"]),
         "throughput_2workers_eps": round(two["events"] / two["seconds"]),
         "eps_per_worker_cpu_2workers": round(two["events"] / two["cpu_s"]),
         "faust_consume_only_eps": round(n / faust_only["seconds"]),
