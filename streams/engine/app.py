@@ -212,8 +212,8 @@ class Engine:
         if self._broker is None:
             self._broker = Broker(self.settings)
             self._guard = CommitGuard(())
+            self._guard.topics = self.inputs  # the same set: agents added later are capped too
             self._guard.install(self.app.consumer)
-        self._guard.topics = self.inputs  # type: ignore[union-attr]  # set just above
         self._checks.append(Continuity(self._broker.committed, self._broker.holds_records))
         return self._checks[-1]
 

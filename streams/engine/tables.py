@@ -35,9 +35,6 @@ class Table:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._data().items()))
 
-    def __len__(self) -> int:
-        return len(self._data())
-
     def put(self, items: dict[bytes, bytes | None]) -> list[Change]:
         """Take ``items`` (None: delete) into the local store and return the changelog
         records that make them durable, each to its key's partition (the caller sends
