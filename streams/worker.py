@@ -26,10 +26,11 @@ EDGE_CHECK_S = 1.0
 
 def build(settings: Settings, loglevel: str = "info") -> Pipeline:
     """The app with every agent, timer and task registered (not started); the edge
-    process (``p.edge``) is started by ``run``."""
+    process (``p.edge``) starts with the worker."""
     p = Pipeline(settings)
     p.edge.loglevel = loglevel
     engine = p.engine
+    engine.on_started(p.edge.start)  # once stop signals are handled: ``Engine.on_started``
     engine.before_leaving.append(p.edge.stop)  # the restarted worker starts its own
 
     def forget(_: set[TP]) -> None:
@@ -134,7 +135,6 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     metrics.MODEL_OWNER.set(0)
     use_event_loop(settings)
     p = build(settings, loglevel)
-    p.edge.start()
     try:
         p.engine.run(loglevel)
     finally:

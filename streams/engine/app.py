@@ -141,6 +141,7 @@ class Engine:
         self._revoked: list[Hook] = []
         self._restored: list[Hook] = []
         self._stopping: list[Hook] = []
+        self._started: list[Callable[[], None]] = []
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_rebalance_complete.connect(self._on_restored)  # type: ignore[arg-type]
         self.app.on_before_shutdown.connect(self._on_stopping)  # type: ignore[arg-type]
@@ -231,6 +232,13 @@ class Engine:
         """``fn()`` when a rebalance ends and the tables hold their whole changelogs."""
         self._restored.append(fn)
 
+    def on_started(self, fn: Callable[[], None]) -> None:
+        """``fn()`` once the worker handles SIGTERM and SIGINT itself (graceful stops).
+        Start child processes here, not before: ``multiprocessing`` unblocks the stop
+        signals a restart held back (its resource tracker), and one that arrives before
+        Faust's handlers would kill the worker outright."""
+        self._started.append(fn)
+
     def on_stopping(self, fn: Hook) -> None:
         """``fn()`` when the worker stops, before its producer does."""
         self._stopping.append(fn)
@@ -274,8 +282,11 @@ class Engine:
 
         @self.app.task
         async def started() -> None:
-            """The worker is up and handles stop signals: take any a restart held back."""
+            """The worker is up and handles stop signals: take any a restart held back,
+            then run the ``on_started`` hooks."""
             accept_stop_signals()
+            for fn in self._started:
+                fn()
 
         worker = faust.Worker(self.app, loglevel=loglevel, redirect_stdouts=False)
         try:
