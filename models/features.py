@@ -432,6 +432,11 @@ class FeatureSpace:
     paid: frozenset[str]
     social: frozenset[str]
     email: frozenset[str]
+    readers: tuple[tuple[str, Feature], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        readers = tuple((name, self._reader(name)) for name in self.names)
+        object.__setattr__(self, "readers", readers)  # frozen: set once, here
 
     def vector(self, p: Profile, now_ms: int) -> dict[str, float]:
         """The clustering input for ``p`` as seen at ``now_ms`` (event time)."""
@@ -439,7 +444,7 @@ class FeatureSpace:
 
     def raw(self, p: Profile, now_ms: int) -> dict[str, float]:
         """Feature values in plain units (days, counts, money, shares)."""
-        return {name: self._value(name, p, now_ms) for name in self.names}
+        return {name: read(p, now_ms) for name, read in self.readers}
 
     def transform(self, raw: dict[str, float]) -> dict[str, float]:
         """Plain units → clustering space (``log1p`` on counts, money and days)."""
@@ -462,34 +467,45 @@ class FeatureSpace:
                 out[name] = raw[name] + elapsed_ms / DAY_MS
         return out
 
-    def _value(self, name: str, p: Profile, now: int) -> float:
-        if name == "sessions_30d":  # evicted sessions, folded, plus the ones kept by id
-            tau = WINDOWS_DAYS["sessions_30d"] * DAY_MS
-            kept = sum(math.exp(-max(0, now - ts) / tau) for ts in p.session_starts.values())
-            return decayed_at(p, "sessions_30d", now) + kept
+    def _reader(self, name: str) -> Feature:
+        """How ``name`` is read from a profile at a time (chosen once per space)."""
+        if name == "sessions_30d":
+            return _sessions_30d
         if name in DECAYED_FEATURES:
-            return decayed_at(p, DECAYED_FEATURES[name], now)
+            window = DECAYED_FEATURES[name]
+            return lambda p, now: decayed_at(p, window, now)
         if name == "recency_days":
-            return max(0, now - p.last_seen_ms) / DAY_MS if p.last_seen_ms else 0.0
+            return lambda p, now: max(0, now - p.last_seen_ms) / DAY_MS if p.last_seen_ms else 0.0
         if name == "tenure_days":
-            return max(0, now - p.first_seen_ms) / DAY_MS if p.first_seen_ms else 0.0
+            return lambda p, now: max(0, now - p.first_seen_ms) / DAY_MS if p.first_seen_ms else 0.0
         if name == "pages_per_session":
-            return p.page_views / max(session_count(p), 1)
+            return lambda p, _: p.page_views / max(session_count(p), 1)
         if name == "cart_rate":
-            return p.carts / max(session_count(p), 1)
-        if name.startswith("share_"):
-            group = {
-                "share_paid": self.paid,
-                "share_social": self.social,
-                "share_email": self.email,
-            }[name]
-            total = sum(p.channels.values())
-            return sum(n for c, n in p.channels.items() if c in group) / total if total else 0.0
+            return lambda p, _: p.carts / max(session_count(p), 1)
+        if name in ("share_paid", "share_social", "share_email"):
+            group = {"share_paid": self.paid, "share_social": self.social}.get(name, self.email)
+            return lambda p, _: _share(p.channels, group)
         if name == "sessions":
-            return float(session_count(p))
+            return lambda p, _: float(session_count(p))
         if name in COUNTERS:
-            return float(getattr(p, name))
-        raise KeyError(f"unknown feature {name!r}")
+            return lambda p, _: float(getattr(p, name))
+
+        def unknown(p: Profile, now: int) -> float:
+            raise KeyError(f"unknown feature {name!r}")
+
+        return unknown
+
+
+def _sessions_30d(p: Profile, now: int) -> float:
+    """Evicted sessions, folded, plus the ones kept by id."""
+    tau = WINDOWS_DAYS["sessions_30d"] * DAY_MS
+    kept = sum(math.exp(-max(0, now - ts) / tau) for ts in p.session_starts.values())
+    return decayed_at(p, "sessions_30d", now) + kept
+
+
+def _share(channels: dict[str, int], group: frozenset[str]) -> float:
+    total = sum(channels.values())
+    return sum(n for c, n in channels.items() if c in group) / total if total else 0.0
 
 
 def lifetime_free(names: Iterable[str]) -> tuple[str, ...]:

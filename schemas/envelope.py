@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -56,9 +56,8 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One item of an envelope, as a stage works on it."""
+class Item(NamedTuple):
+    """One item of an envelope, as a stage works on it (a tuple: made per item)."""
 
     key: str
     record: dict[str, Any]

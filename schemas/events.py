@@ -135,8 +135,9 @@ class Event:
 EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
-def to_event(model: Envelope) -> Event:
-    """Flatten a validated contract model into an :class:`Event`."""
+def to_event(model: Envelope, ingest_ms: int | None = None) -> Event:
+    """Flatten a validated contract model into an :class:`Event` (``ingest_ms``: when
+    Kafka took its record, if known)."""
     ts_ms = (model.ts - EPOCH) // timedelta(milliseconds=1)  # exact integer arithmetic
     common: dict[str, Any] = {
         "event_id": model.event_id,
@@ -147,6 +148,7 @@ def to_event(model: Envelope) -> Event:
         "anonymous_id": model.anonymous_id,
         "email_hash": model.email_hash,
         "email_sha256": model.email_sha256,
+        "ingest_ms": ingest_ms,
     }
     if isinstance(model, WebEvent):
         channel = model.channel or model.utm_source

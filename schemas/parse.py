@@ -83,7 +83,11 @@ class EventParser:
         self._versions = frozenset(versions)
         self._now = now
 
-    def parse(self, raw: bytes | None, source: str) -> Event | Rejection:
+    def parse(
+        self, raw: bytes | None, source: str, ingest_ms: int | None = None
+    ) -> Event | Rejection:
+        """``raw`` from the ``source`` topic as an event (``ingest_ms``: when Kafka took
+        the record), or the reason it is rejected."""
         if not raw:
             return Rejection("empty", "record has no value")
         if len(raw) > self._max_bytes:
@@ -102,9 +106,11 @@ class EventParser:
             return Rejection("malformed_json", str(exc)[:200])
         if not isinstance(data, dict):
             return Rejection("not_an_object", f"expected a JSON object, got {type(data).__name__}")
-        return self.parse_obj(data, source)
+        return self.parse_obj(data, source, ingest_ms)
 
-    def parse_obj(self, data: dict[str, Any], source: str) -> Event | Rejection:
+    def parse_obj(
+        self, data: dict[str, Any], source: str, ingest_ms: int | None = None
+    ) -> Event | Rejection:
         version = data.get("schema_version", 2)
         if type(version) is not int or version not in self._versions:
             return Rejection(
@@ -134,7 +140,7 @@ class EventParser:
             return Rejection(
                 "missing_identity", "needs one of user_id, anonymous_id, email, email_hash"
             )
-        event = to_event(model)
+        event = to_event(model, ingest_ms)
         if event.ts_ms < self._min_ts_ms:
             return Rejection(
                 "ts_too_old",

@@ -34,6 +34,7 @@ from segstream.schemas.envelope import Packer, Source
 from segstream.schemas.parse import EventParser, Rejection, parser_for
 from segstream.schemas.records import DeadLetter
 from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
+from segstream.streams.engine import heap
 from segstream.streams.produce import producer_config
 
 log = logging.getLogger("segstream.edge")
@@ -89,14 +90,12 @@ class Edge:
             source = self.source_of[topic]
             where: Source = (topic, m.partition(), m.offset())
             try:
-                parsed = self.parser.parse(m.value(), source)
+                kind, ts = m.timestamp()  # the broker's: the time freshness is measured from
+                parsed = self.parser.parse(m.value(), source, ts if kind else None)
                 if isinstance(parsed, Rejection):
                     letters.append(self.letter(where, m, parsed.reason, parsed.detail))
                     continue
                 stats.events[(source, parsed.type)] += 1
-                kind, ts = m.timestamp()
-                if kind:  # the broker's time: the ingest time freshness is measured from
-                    parsed = replace(parsed, ingest_ms=ts)
                 outs = self.links.fresh(route(parsed))  # the event first, then new links
                 if outs[0].key in self.erased:  # the person it belongs to was erased
                     stats.suppressed += 1
@@ -273,6 +272,7 @@ def run(settings: Settings, report: Any, parent: int, stopping: Flag | None = No
         if stopping.is_set() or os.getppid() != parent:
             return 0
     consumer = consumer_for(settings, edge.stats)
+    heap.settle()
     last_report = time.monotonic()
     committed: dict[tuple[str, int], TopicPartition] = {}
     try:

@@ -20,6 +20,7 @@ import faust
 
 from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.settings import TOPICS, Settings, kafka_ssl_context
+from segstream.streams.engine import heap
 from segstream.streams.engine.agents import Work, guarded, records_of
 from segstream.streams.engine.continuity import (
     Broker,
@@ -287,6 +288,7 @@ class Engine:
             accept_stop_signals()
             for fn in self._started:
                 fn()
+            heap.settle()
 
         worker = faust.Worker(self.app, loglevel=loglevel, redirect_stdouts=False)
         try:
