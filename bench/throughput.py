@@ -42,6 +42,10 @@ for 3 and 4, the moment the frozen workers go on) to its end, so the figures inc
 no start-up.
 
     python bench/throughput.py [--quick] [--users N] [--json FILE]
+    python bench/throughput.py --scale [--users N] [--events-per-user E] [--json FILE]
+
+``--scale`` measures only 1 and 3, at a population's scale (100,000 users by default),
+over each user's latest E events (5 by default), and the worker's peak memory.
 """
 
 from __future__ import annotations
@@ -300,6 +304,7 @@ def on_backlog(
     logs: list[Path],
     users: int,
     seed: int,
+    events_per_user: int | None = None,
 ) -> tuple[int, float, float]:
     """The workers, started on empty topics, work off the whole stream as a backlog:
     once they are ready and the group has split the partitions, they are frozen
@@ -312,7 +317,7 @@ def on_backlog(
     group_stable(settings, procs)
     signal_workers(procs, signal.SIGSTOP)
     try:
-        n = produce_sample(settings, users=users, seed=seed)[0]
+        n = produce_sample(settings, users=users, seed=seed, events_per_user=events_per_user)[0]
     except BaseException:
         signal_workers(procs, signal.SIGCONT)
         raise
@@ -429,13 +434,67 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
     }
 
 
+def run_scale(users: int, events_per_user: int, seed: int = 7) -> dict[str, Any]:
+    """Throughput at a population's scale, alone: the plain loop (1) and one worker on a
+    backlog (3) over each user's latest ``events_per_user`` events; no clustering
+    quality, freshness or second worker."""
+    s = Settings(namespace=f"scale{uuid.uuid4().hex[:6]}", metrics_port=0)
+    n, _ = produce_sample(s, users=users, seed=seed, events_per_user=events_per_user)
+    s1 = Settings(namespace=f"{s.namespace}x1", metrics_port=0)
+    with tempfile.TemporaryDirectory(prefix="segstream-bench-") as tmp:
+        raw = raw_consume(s, n)
+        ensure_topics(s1)
+        log = Path(tmp) / "worker.log"
+        env = {"SEGSTREAM_NAMESPACE": s1.namespace, "SEGSTREAM_METRICS_PORT": "0"}
+        proc = start_worker(s1, log, env=env)
+        try:
+            args = (users, seed, events_per_user)
+            events, seconds, cpu = on_backlog(s1, [proc], [log], *args)
+            per_event = records_per_event(s1, events)
+            peak = peak_rss_mib(process_tree(proc.pid))
+        finally:
+            code = stop_worker(proc)
+        assert code == 0, log.read_text()[-3000:]
+    return {
+        "events": events,
+        "users": users,
+        "events_per_user": events_per_user,
+        "throughput_eps": round(events / seconds),
+        "eps_per_worker_cpu": round(events / cpu),
+        "raw_consume_eps_per_cpu": round(n / raw["cpu_s"]),
+        "share_of_raw_loop": round((events / cpu) / (n / raw["cpu_s"]), 3),
+        "faust_records_per_event": round(per_event, 2),
+        "worker_seconds": round(seconds, 1),
+        "worker_cpu_s": round(cpu, 1),
+        "worker_peak_rss_mib": peak,
+        "namespace": s.namespace,
+        "machine": machine(),
+    }
+
+
+def peak_rss_mib(pids: list[int]) -> int:
+    """The peak resident memory of ``pids`` together (``VmHWM``), in MiB."""
+    total_kib = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kib += int(line.split()[1])
+    return round(total_kib / 1024)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,000 users (about 50,000 events)")
     ap.add_argument("--users", type=int, default=None, help="default 4,000 (1,000 with --quick)")
+    ap.add_argument("--scale", action="store_true", help="throughput only (run_scale)")
+    ap.add_argument("--events-per-user", type=int, default=5, help="with --scale")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = ap.parse_args()
-    result = run(args.users or (1000 if args.quick else 4000))
+    if args.scale:
+        result = run_scale(args.users or 100_000, args.events_per_user)
+    else:
+        result = run(args.users or (1000 if args.quick else 4000))
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
     if args.json:

@@ -638,6 +638,13 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="About 50,000 events.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
     users: Annotated[int | None, typer.Option(help="Users to generate (default 4,000).")] = None,
+    scale: Annotated[
+        bool,
+        typer.Option("--scale", help="Only one worker's throughput and memory (100,000 users)."),
+    ] = False,
+    events_per_user: Annotated[
+        int, typer.Option(min=1, help="With --scale: each user's latest events (default 5).")
+    ] = 5,
     freshness_at: Annotated[
         list[float] | None,
         typer.Option(help="Only freshness, at this rate (events/s; repeat for more)."),
@@ -647,7 +654,8 @@ def bench(
     to end beside a consume-only Faust app and a plain consume loop, two workers,
     freshness at a fixed load, lookup vs Redis GET latency, clustering quality. With
     --freshness-at, only freshness, second by second (bench/freshness.py; 1,000 users
-    unless --users)."""
+    unless --users). With --scale, only the plain loop and one worker on a backlog, at a
+    population's scale (--users, --events-per-user)."""
     from segstream.consumers.checkout import checkout_path
 
     name = "freshness.py" if freshness_at else "throughput.py"
@@ -658,6 +666,8 @@ def bench(
     args = [sys.executable, str(script)]
     if freshness_at:
         args += [a for rate in freshness_at for a in ("--rate", str(rate))]
+    elif scale:
+        args += ["--scale", "--events-per-user", str(events_per_user)]
     else:
         args += ["--quick"] if quick else []
     args += ["--json", str(json_out)] if json_out else []

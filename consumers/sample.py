@@ -31,10 +31,13 @@ def demo_root() -> Path:
     return find_checkout() or Path.cwd()
 
 
-def produce_sample(settings: Settings, users: int, seed: int) -> tuple[int, Generator]:
-    """Produce the synthetic stream; emails are hashed here, before they reach a topic."""
+def produce_sample(
+    settings: Settings, users: int, seed: int, events_per_user: int | None = None
+) -> tuple[int, Generator]:
+    """Produce the synthetic stream (each user's latest ``events_per_user`` events only,
+    if given); emails are hashed here, before they reach a topic."""
     ensure_topics(settings)
-    g = Generator(users=users, seed=seed)
+    g = Generator(users=users, seed=seed, events_per_user=events_per_user)
     key = settings.email_hash_key.get_secret_value().encode()
     records = (
         (e.source, e.key.encode(), orjson.dumps(hash_email_field(e.value, key))) for e in g.events()

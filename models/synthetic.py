@@ -59,7 +59,11 @@ class Generator:
         end: datetime = datetime(2026, 6, 1, tzinfo=UTC),
         days: int = 180,
         personas: tuple[str, ...] = PERSONAS,
+        events_per_user: int | None = None,
     ) -> None:
+        if events_per_user is not None and events_per_user < 1:
+            raise ValueError(f"events_per_user must be at least 1, got {events_per_user}")
+        self.events_per_user = events_per_user  # each user's latest ones only (scale runs)
         self.rng = random.Random(seed)  # noqa: S311 - sampling, not security
         self.end_ms = int(end.timestamp() * 1000)
         self.start_ms = self.end_ms - days * DAY_MS
@@ -109,6 +113,9 @@ class Generator:
 
     def _persona_events(self, u: _User) -> list[Generated]:
         events: list[Generated] = getattr(self, "_" + u.persona)(u)
+        if self.events_per_user is not None:
+            events.sort(key=lambda e: e.value["ts"])
+            del events[: -self.events_per_user]
         return events
 
     def _paid_search(self, u: _User, events: list[Generated]) -> list[Generated]:

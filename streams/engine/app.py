@@ -29,7 +29,7 @@ from segstream.streams.engine.continuity import (
     delivered,
     describe,
 )
-from segstream.streams.engine.records import TP
+from segstream.streams.engine.records import TP, Record
 from segstream.streams.engine.restart import accept_stop_signals, leave_group, restart
 from segstream.streams.engine.stalls import StallWatch
 from segstream.streams.engine.tables import Table
@@ -192,16 +192,19 @@ class Engine:
         self.inputs.add(source)
         check = self._check() if checked else None
 
+        async def checked_work(records: list[Record]) -> None:
+            if check is not None:
+                holes = await check.check(delivered(records))
+                if holes:
+                    self.restart(name, f"records never delivered ({describe(holes)})")
+            await work(records)
+
         async def batches(stream: Any) -> None:
             async for events in stream.take_events(n, within=within):
                 records = records_of(events)
                 self.busy.add(source)
-                try:
-                    if check is not None:
-                        holes = await check.check(delivered(records))
-                        if holes:
-                            self.restart(name, f"records never delivered ({describe(holes)})")
-                    await guarded(name, work(records))
+                try:  # the check too: an agent that raised would stop taking batches
+                    await guarded(name, checked_work(records))
                 finally:
                     self.busy.discard(source)
                 if self._guard is not None:

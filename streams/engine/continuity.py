@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from segstream.schemas.settings import Settings, kafka_client_config
 from segstream.streams.engine.records import TP, Record
@@ -34,6 +34,7 @@ from segstream.streams.lag import Offsets
 log = logging.getLogger("segstream.worker")
 
 PROBE_TIMEOUT_S = 10.0
+RETRY_S = (0.5, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,12 @@ Probe = Callable[[Hole], Awaitable[bool]]
 class Continuity:
     """One agent's delivered offsets, checked batch by batch."""
 
-    def __init__(self, committed: Committed, probe: Probe) -> None:
+    def __init__(
+        self, committed: Committed, probe: Probe, retry_s: tuple[float, float] = RETRY_S
+    ) -> None:
         self.committed = committed
         self.probe = probe
+        self.retry_s = retry_s  # first and longest wait between reads while Kafka is away
         self.expected: dict[TP, int] = {}
 
     def forget(self, tps: Iterable[TP]) -> None:
@@ -90,11 +94,23 @@ class Continuity:
         """The holes before or inside this batch that hold records."""
         new = sorted({tp for tp, _ in delivered if tp not in self.expected})
         if new:
-            self.expected.update(await self.committed(new))
+            self.expected.update(await self._committed(new))
         holes, nxt = find_holes(self.expected, delivered)
         confirmed = [h for h in holes if await self.probe(h)]
         self.expected = nxt
         return confirmed
+
+    async def _committed(self, tps: list[TP]) -> dict[TP, int]:
+        """The group's committed offsets; while the broker is away (a restart, a lost
+        coordinator), the batch waits for it: it could not be written anyway."""
+        delay, longest = self.retry_s
+        while True:
+            try:
+                return await self.committed(tps)
+            except (KafkaException, OSError) as exc:  # the broker is away
+                log.warning("could not read committed offsets (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
 
 
 class CommitGuard:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from segstream.models.synthetic import DAY_MS, PERSONAS, Generator
+from segstream.models.synthetic import DAY_MS, PERSONAS, Generated, Generator
 from segstream.schemas.parse import EventParser, Rejection
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
@@ -89,3 +89,30 @@ def test_personas_can_be_restricted():
     g = Generator(users=6, seed=1, personas=("lapsed", "b2b_buyer"))
     assert Counter(g.truth.values()) == {"lapsed": 3, "b2b_buyer": 3}
     assert {v.value["source"] for v in g.events()} == {"web", "ad", "crm"}
+
+
+def _by_user(events: list[Generated]) -> dict[int, list[tuple[int, str]]]:
+    """Each user's (ts, event id) pairs; the user's number is in every id it carries."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for e in events:
+        v = e.value
+        if v.get("user_id") or v.get("anonymous_id"):
+            user = int((v.get("user_id") or v["anonymous_id"]).split("-")[1])
+        else:
+            user = int(v["email"].removeprefix("user").split("@")[0])
+        out.setdefault(user, []).append((v["ts"], v["event_id"]))
+    return out
+
+
+def test_events_per_user_keeps_each_users_latest_events() -> None:
+    full = _by_user(list(Generator(users=30, seed=4).events()))
+    cut = _by_user(list(Generator(users=30, seed=4, events_per_user=3).events()))
+    assert cut.keys() == full.keys()
+    for user, events in full.items():
+        latest = sorted(events)[-3:]
+        assert sorted(cut[user]) == latest, user
+
+
+def test_events_per_user_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Generator(users=3, events_per_user=0)

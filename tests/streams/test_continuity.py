@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 from segstream.streams.engine import TP, Record
 from segstream.streams.engine.continuity import CommitGuard, Continuity, Hole, find_holes
 
@@ -61,6 +63,22 @@ def test_a_partition_taken_away_starts_again_from_the_committed_offset() -> None
     broker.committed_at[A] = 50
     assert asyncio.run(c.check([(A, 50)])) == []
     assert broker.asked == [[A], [A]]
+
+
+def test_the_batch_waits_while_the_broker_is_away() -> None:
+    """A broker restart: reading the committed offsets fails for a while, then works;
+    the check waits instead of failing the agent (which would drop the batch in hand)."""
+    broker = FakeBroker({A: 100}, filled=set(range(1000)))
+    failures = [KafkaException(KafkaError(KafkaError.NOT_COORDINATOR))] * 3
+
+    async def flaky(tps: list[TP]) -> dict[TP, int]:
+        if failures:
+            raise failures.pop()
+        return await broker.committed(tps)
+
+    c = Continuity(flaky, broker.holds_records, retry_s=(0.001, 0.002))
+    assert asyncio.run(c.check([(A, 101)])) == [Hole("events", 0, 100, 101)]
+    assert not failures and broker.asked == [[A]]
 
 
 def test_docstring_examples_hold() -> None:
