@@ -34,8 +34,10 @@ fixed load below saturation (``bench/freshness.py``); after the worker stopped,
    (the lookup API and plain Redis GETs from the same load process, 2,000 requests/s).
 
 ``faust_records_per_event`` counts the records the worker's Faust agents consumed per
-source event (``identity`` and ``events`` envelopes, ``training``): the engine's cost per
-record times this is the floor of the worker's cost per event.
+source event (``identity`` and ``events`` envelopes): the engine's cost per record times
+this is the floor of the worker's cost per event. ``training_records_per_event``: the
+samples the trainer reads with a plain consumer, outside Faust (one per profile changed
+in a batch).
 
 Each phase is timed from its process's start of work (the first record for 1 and 2;
 for 3 and 4, the moment the frozen workers go on) to its end, so the figures include
@@ -218,11 +220,13 @@ def clocked(
     return seconds, cpu
 
 
-def records_per_event(settings: Settings, events: int) -> float:
-    """Records the worker's Faust agents consumed per source event (every record of
-    their input topics, which the run has read to the end; the sources are read by the
-    edge process, outside Faust)."""
-    names = [settings.topic("identity"), settings.topic("events"), settings.topic("training")]
+def records_per_event(
+    settings: Settings, events: int, topics: tuple[str, ...] = ("identity", "events")
+) -> float:
+    """Records of ``topics`` per source event (every record, which the run has read to
+    the end). By default the Faust agents' inputs: the sources are read by the edge
+    process and ``training`` by the trainer's plain consumer, both outside Faust."""
+    names = [settings.topic(t) for t in topics]
     conf = {**kafka_client_config(settings), "group.id": "bench-count"}
     consumer = Consumer(conf)
     total = 0
@@ -248,6 +252,7 @@ def worker_e2e(
     try:
         events, seconds, cpu = on_backlog(settings, [proc], [log], users, seed)
         per_event = records_per_event(settings, events)  # before any more events come
+        training = records_per_event(settings, events, ("training",))
         # not timed: the model settles, then the live segments are judged
         # settled: no new version for 2.5 publish intervals (the model has stopped moving)
         wait_for_segments(settings, sorted(truth), timeout=600, settle=25, proc=proc)
@@ -277,6 +282,7 @@ def worker_e2e(
         "cpu_s": cpu,
         "restarts": restarts,
         "records_per_event": per_event,
+        "training_per_event": training,
         **judged,
         **fresh,
         **id_churn(records, model_segments(settings)),
@@ -414,7 +420,8 @@ def run(users: int, seed: int = 7) -> dict[str, Any]:
         "share_of_consume_only": round(
             e2e["seconds"] and faust_only["seconds"] / e2e["seconds"], 3
         ),
-        "faust_records_per_event": round(e2e["records_per_event"], 2),
+        "faust_records_per_event": round(e2e["records_per_event"], 3),
+        "training_records_per_event": round(e2e["training_per_event"], 3),
         "worker_seconds": round(e2e["seconds"], 1),
         "worker_cpu_s": round(e2e["cpu_s"], 1),
         "worker_restarts": e2e["restarts"],
@@ -451,7 +458,9 @@ def run_scale(users: int, events_per_user: int, seed: int = 7) -> dict[str, Any]
             args = (users, seed, events_per_user)
             events, seconds, cpu = on_backlog(s1, [proc], [log], *args)
             per_event = records_per_event(s1, events)
+            training = records_per_event(s1, events, ("training",))
             peak = peak_rss_mib(process_tree(proc.pid))
+            faust_peak = peak_rss_mib([proc.pid])
         finally:
             code = stop_worker(proc)
         assert code == 0, log.read_text()[-3000:]
@@ -463,10 +472,12 @@ def run_scale(users: int, events_per_user: int, seed: int = 7) -> dict[str, Any]
         "eps_per_worker_cpu": round(events / cpu),
         "raw_consume_eps_per_cpu": round(n / raw["cpu_s"]),
         "share_of_raw_loop": round((events / cpu) / (n / raw["cpu_s"]), 3),
-        "faust_records_per_event": round(per_event, 2),
+        "faust_records_per_event": round(per_event, 3),
+        "training_records_per_event": round(training, 3),
         "worker_seconds": round(seconds, 1),
         "worker_cpu_s": round(cpu, 1),
         "worker_peak_rss_mib": peak,
+        "faust_process_peak_rss_mib": faust_peak,
         "namespace": s.namespace,
         "machine": machine(),
     }
