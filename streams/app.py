@@ -37,10 +37,10 @@ from segstream.schemas.settings import Settings
 from segstream.streams import metrics
 from segstream.streams.edge_process import EdgeProcess
 from segstream.streams.engine import READ_ERRORS, Engine, Record, Table
+from segstream.streams.retry import until_available
 from segstream.streams.sender import Sender
 
 log = logging.getLogger("segstream.worker")
-RETRY_MAX_S = 5.0
 SINGLE_PARTITION = ("training", "model", "erasures", "audit", "api-keys")
 ENVELOPED = frozenset({"identity", "events"})  # internal topics that carry envelopes
 Letter = tuple[str, bytes | None, bytes]
@@ -140,26 +140,12 @@ class Runtime:
     # -------------------------------------------------------------- redis
     async def kafka_retry(self, op: Any, *args: Any) -> Any:
         """Run a read of our own topics (outside the group) until the broker answers."""
-        delay = 0.1
-        while True:
-            try:
-                return await op(*args)
-            except READ_ERRORS as exc:
-                log.warning("kafka unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        return await until_available("kafka", READ_ERRORS, lambda: op(*args))
 
     async def redis_retry(self, op: Any, *args: Any) -> Any:
         """Run a Redis operation until it succeeds; offsets wait meanwhile."""
-        delay = 0.1
-        while True:
-            try:
-                return await op(*args)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                metrics.REDIS_ERRORS.inc()
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        errors = (RedisConnectionError, RedisTimeoutError, OSError)
+        return await until_available("redis", errors, lambda: op(*args), metrics.REDIS_ERRORS.inc)
 
 
 class Decoded:

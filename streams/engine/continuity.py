@@ -30,11 +30,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from segstream.schemas.settings import Settings, kafka_client_config
 from segstream.streams.engine.records import TP, Record
 from segstream.streams.lag import Offsets
+from segstream.streams.retry import until_available
 
 log = logging.getLogger("segstream.worker")
 
 PROBE_TIMEOUT_S = 10.0
-RETRY_S = (0.5, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +76,9 @@ Probe = Callable[[Hole], Awaitable[bool]]
 class Continuity:
     """One agent's delivered offsets, checked batch by batch."""
 
-    def __init__(
-        self, committed: Committed, probe: Probe, retry_s: tuple[float, float] = RETRY_S
-    ) -> None:
+    def __init__(self, committed: Committed, probe: Probe) -> None:
         self.committed = committed
         self.probe = probe
-        self.retry_s = retry_s  # first and longest wait between reads while Kafka is away
         self.expected: dict[TP, int] = {}
 
     def forget(self, tps: Iterable[TP]) -> None:
@@ -103,14 +100,9 @@ class Continuity:
     async def _committed(self, tps: list[TP]) -> dict[TP, int]:
         """The group's committed offsets; while the broker is away (a restart, a lost
         coordinator), the batch waits for it: it could not be written anyway."""
-        delay, longest = self.retry_s
-        while True:
-            try:
-                return await self.committed(tps)
-            except (KafkaException, OSError) as exc:  # the broker is away
-                log.warning("could not read committed offsets (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, longest)
+        return await until_available(
+            "kafka", (KafkaException, OSError), lambda: self.committed(tps)
+        )
 
 
 class CommitGuard:

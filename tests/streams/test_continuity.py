@@ -76,7 +76,7 @@ def test_the_batch_waits_while_the_broker_is_away() -> None:
             raise failures.pop()
         return await broker.committed(tps)
 
-    c = Continuity(flaky, broker.holds_records, retry_s=(0.001, 0.002))
+    c = Continuity(flaky, broker.holds_records)
     assert asyncio.run(c.check([(A, 101)])) == [Hole("events", 0, 100, 101)]
     assert not failures and broker.asked == [[A]]
 
