@@ -11,7 +11,7 @@ it learns from is the population as it is now.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,59 @@ class Report:
     vanished: list[int] = field(default_factory=list)
 
 
+Sample = tuple[dict[str, float], int]  # a user's raw feature values, as of (ms)
+
+
+class Population:
+    """Each user's latest sample, with a random user drawn in O(1): the keys sit in a
+    list (a user's slot in ``_slot``) and leave by swapping with the last. Listing the
+    keys of a dict per draw cost 0.2 ms at 50,000 users, once for every new user when
+    full: a quarter of a worker's CPU at 100,000 users."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._samples: list[Sample] = []
+        self._slot: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slot
+
+    def __getitem__(self, key: str) -> Sample:
+        return self._samples[self._slot[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._keys))
+
+    def put(self, key: str, sample: Sample) -> None:
+        slot = self._slot.get(key)
+        if slot is None:
+            self._slot[key] = len(self._keys)
+            self._keys.append(key)
+            self._samples.append(sample)
+        else:
+            self._samples[slot] = sample
+
+    def pop(self, key: str) -> None:
+        slot = self._slot.pop(key, None)
+        if slot is None:
+            return
+        last_key, last = self._keys.pop(), self._samples.pop()
+        if slot < len(self._keys):  # the last user takes the freed slot
+            self._keys[slot], self._samples[slot] = last_key, last
+            self._slot[last_key] = slot
+
+    def draw(self, rng: random.Random, k: int) -> list[Sample]:
+        """``k`` samples drawn uniformly with replacement."""
+        n = len(self._samples)
+        return [self._samples[int(rng.random() * n)] for _ in range(k)] if n else []
+
+    def any_key(self, rng: random.Random) -> str:
+        return self._keys[int(rng.random() * len(self._keys))]
+
+
 class Trainer:
     def __init__(
         self,
@@ -53,7 +106,7 @@ class Trainer:
         self.learn_per_cycle = learn_per_cycle
         self.share_sample = share_sample
         self.rng = random.Random(seed)  # noqa: S311 - sampling, not security
-        self.users: dict[str, tuple[dict[str, float], int]] = {}  # key -> (raw, as_of_ms)
+        self.users = Population()  # key -> (raw, as_of_ms)
         self.watermark_ms = 0
         self.pending = 0  # observations since the last cycle
         self.unlearned = 0  # observations since the last learning step
@@ -66,15 +119,14 @@ class Trainer:
     def observe(self, key: str, raw: Mapping[str, float], as_of_ms: int) -> None:
         """Record a user's latest raw feature values (as of their event time)."""
         if key not in self.users and len(self.users) >= self.capacity:
-            victim = self.rng.choice(list(self.users))  # O(n) but only when full
-            del self.users[victim]
-        self.users[key] = (dict(raw), as_of_ms)
+            self.users.pop(self.users.any_key(self.rng))  # full: a random user makes room
+        self.users.put(key, (dict(raw), as_of_ms))
         self.watermark_ms = max(self.watermark_ms, as_of_ms)
         self.pending += 1
         self.unlearned += 1
 
     def forget(self, key: str) -> None:
-        self.users.pop(key, None)
+        self.users.pop(key)
 
     def _now_vector(self, raw: dict[str, float], as_of: int) -> dict[str, float]:
         return self.space.transform(self.space.age(raw, self.watermark_ms - as_of))
@@ -113,10 +165,8 @@ class Trainer:
         """A learning step without a new version: ``draws`` uniform draws from the
         population (a small population is seen several times); ``learn_per_cycle`` by
         default. Versions cost every user a re-assignment, learning does not."""
-        keys = list(self.users)
-        if keys:
-            for key in self.rng.choices(keys, k=draws or self.learn_per_cycle):
-                self.learner.learn_one(self._now_vector(*self.users[key]))
+        for raw, as_of in self.users.draw(self.rng, draws or self.learn_per_cycle):
+            self.learner.learn_one(self._now_vector(raw, as_of))
         self.unlearned = 0
 
     def idle_check(self) -> Report | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from segstream.models.drift import DriftMonitor
 from segstream.models.features import DAY_MS, feature_space
 from segstream.models.segments import SegmentLearner, Snapshot
-from segstream.models.trainer import ADAPT_FACTOR, Trainer
+from segstream.models.trainer import ADAPT_FACTOR, Population, Trainer
 from segstream.schemas.settings import KMeansConfig
 
 SPACE = feature_space(["recency_days", "frequency_30d", "purchases"])
@@ -81,7 +82,33 @@ def test_forget():
     t.observe("u:1", raw(0, 1, 0), 1_000)
     t.forget("u:1")
     t.forget("u:never")
-    assert t.users == {}
+    assert len(t.users) == 0 and "u:1" not in t.users
+
+
+def test_population_keeps_every_other_user_when_one_leaves():
+    pop = Population()
+    for i in range(5):
+        pop.put(f"u:{i}", ({"x": float(i)}, i))
+    pop.pop("u:1")  # from the middle: the last user takes its slot
+    pop.pop("u:4")  # the last one
+    pop.pop("u:never")
+    pop.put("u:2", ({"x": 20.0}, 20))  # an update keeps the slot
+    assert sorted(pop) == ["u:0", "u:2", "u:3"]
+    assert [pop[k] for k in ("u:0", "u:2", "u:3")] == [
+        ({"x": 0.0}, 0),
+        ({"x": 20.0}, 20),
+        ({"x": 3.0}, 3),
+    ]
+    assert {raw["x"] for raw, _ in pop.draw(random.Random(1), 200)} == {0.0, 20.0, 3.0}
+
+
+def test_a_full_trainer_makes_room_for_a_new_user_by_a_random_eviction():
+    t = Trainer(SPACE, RecordingLearner(), capacity=50, seed=5)
+    for i in range(200):
+        t.observe(f"u:{i}", raw(0, 1, 0), 1_000 + i)
+    assert len(t.users) == 50 and "u:199" in t.users
+    kept = {int(k[2:]) for k in t.users}
+    assert min(kept) < 150  # not just the latest 50: older users survive at random
 
 
 def test_cycle_ages_everyone_to_the_watermark():

@@ -26,9 +26,24 @@ def test_doctests() -> None:
     assert doctest.testmod(envelope).failed == 0
 
 
-def test_partition_is_the_java_clients_murmur2() -> None:
-    for key in (b"", b"u:1", b"a:" + b"x" * 40, "e:é".encode()):
-        assert partition_for(key, 12) == (murmur2(key) & 0x7FFFFFFF) % 12
+@given(st.binary(max_size=120), st.integers(1, 64))
+def test_partition_is_the_java_clients_murmur2(key: bytes, partitions: int) -> None:
+    # aiokafka's pure-Python murmur2 follows the Java client's Utils.murmur2
+    assert partition_for(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_partition_matches_the_java_clients_own_test_vectors() -> None:
+    # Kafka's UtilsTest.testMurmur2: signed 32-bit hashes of these keys
+    cases = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for key, signed in cases.items():
+        assert partition_for(key, 1000003) == (signed & 0x7FFFFFFF) % 1000003
 
 
 @given(
