@@ -16,11 +16,11 @@ True
 from __future__ import annotations
 
 import base64
-import copy
 import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -118,6 +118,17 @@ class Profile:
 
 PROFILE_FIELDS = tuple(f.name for f in fields(Profile))
 PROFILE_KNOWN = frozenset(PROFILE_FIELDS)
+_VALUES = attrgetter(*PROFILE_FIELDS)
+
+
+def evolve(state: Profile, **changes: Any) -> Profile:
+    """A shallow copy of ``state`` with ``changes``: ``dataclasses.replace`` (and
+    ``copy.copy``) without their cost, 1.5 µs where they took 5-6 µs (once or twice per
+    changed profile per batch)."""
+    s = Profile(*_VALUES(state))
+    for name, value in changes.items():
+        setattr(s, name, value)
+    return s
 
 
 def new_profile(key: str) -> Profile:
@@ -186,7 +197,7 @@ def applied(
 def working_copy(state: Profile) -> Profile:
     """A copy of ``state`` that ``fold`` may change in place (the containers it changes
     are copied; the rest is shared, immutable)."""
-    s = copy.copy(state)
+    s = evolve(state)
     s.channels, s.devices, s.decayed = dict(s.channels), dict(s.devices), dict(s.decayed)
     s.session_starts, s.ad_channels = dict(s.session_starts), dict(s.ad_channels)
     s.recent, s.offsets, s.aliases = list(s.recent), dict(s.offsets), list(s.aliases)
@@ -327,7 +338,7 @@ def event_aliases(event: Event) -> list[str]:
 
 def merge(into: Profile, other: Profile, window: int = DEDUPE_WINDOW) -> Profile:
     """Combine two profiles of the same person (identity stitching). Pure."""
-    s = copy.copy(into)
+    s = evolve(into)
     s.seq = into.seq + other.seq
     for name in (
         "events",

@@ -19,11 +19,18 @@ replaying any record after a crash changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from segstream.models import erasure
-from segstream.models.features import DEDUPE_WINDOW, Profile, apply, merge, new_profile
+from segstream.models.features import (
+    DEDUPE_WINDOW,
+    Profile,
+    apply,
+    evolve,
+    merge,
+    new_profile,
+)
 from segstream.models.identity import Out
 from segstream.models.segments import Snapshot
 from segstream.schemas.events import Event
@@ -72,25 +79,25 @@ def handle(
         if state is None:  # nothing yet: leave a forwarding marker for events in flight,
             # and tell the survivor, so that an erasure of the person finds this alias too
             linked = Out("events", into, {"k": "linked", "from": key})
-            return Step(replace(new_profile(key), merged_into=into), [linked], gone=True)
+            return Step(evolve(new_profile(key), merged_into=into), [linked], gone=True)
         if state.merged_into not in (None, into):
             return Step(None, [])  # merged elsewhere first; first link wins
         absorb = Out("events", into, {"k": "absorb", "from": key, "state": state.to_dict()})
-        marker = None if state.merged_into == into else replace(state, merged_into=into)
+        marker = None if state.merged_into == into else evolve(state, merged_into=into)
         return Step(marker, [absorb], gone=marker is not None)
     if kind == "absorb":
         other = Profile.from_dict(record["state"])
         current = state or new_profile(key)
         if other.key in current.absorbed or other.key == key:
             return Step(None, [])
-        other = replace(other, merged_into=None, segment=None)
+        other = evolve(other, merged_into=None, segment=None)
         return Step(merge(current, other, window=window), [])
     if kind == "linked":
         current = state or new_profile(key)
         if record["from"] in current.absorbed or record["from"] == key:
             return Step(None, [])
         absorbed = [*current.absorbed, record["from"]]
-        return Step(replace(current, absorbed=absorbed), [])
+        return Step(evolve(current, absorbed=absorbed), [])
     raise ValueError(f"unknown record kind {kind!r}")
 
 
@@ -129,7 +136,7 @@ def assign(
             state.last_seen_ms,
             state.seq,
         )
-    updated = replace(
+    updated = evolve(
         state,
         segment=result.segment,
         segment_version=snapshot.version,

@@ -346,14 +346,10 @@ class BatchFailed(RuntimeError):
 def observe_latency(stamps: list[tuple[int, int | None]]) -> None:
     """Event time and ingest time to now, when the batch's segments are in Redis."""
     now_ms = time.time() * 1000
-    by_event, by_ingest = (
-        metrics.WRITE_LATENCY.labels("event"),
-        metrics.WRITE_LATENCY.labels("ingest"),
+    metrics.WRITE_LATENCY.observe("event", [max(0.0, now_ms - ts) / 1000 for ts, _ in stamps])
+    metrics.WRITE_LATENCY.observe(
+        "ingest", [max(0.0, now_ms - i) / 1000 for _, i in stamps if i is not None]
     )
-    for ts_ms, ingest_ms in stamps:
-        by_event.observe(max(0.0, now_ms - ts_ms) / 1000)
-        if ingest_ms is not None:
-            by_ingest.observe(max(0.0, now_ms - ingest_ms) / 1000)
 
 
 def batch_done() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 
@@ -20,6 +21,7 @@ from segstream.models.features import (
     apply,
     decayed_at,
     event_aliases,
+    evolve,
     feature_space,
     merge,
     new_profile,
@@ -652,3 +654,13 @@ def test_folding_into_one_working_copy_equals_applying_one_by_one(events, data):
         pure_with_offsets = apply(pure_with_offsets, e, offset_key="3", offset=100 + i)
     assert working.to_dict() == pure_with_offsets.to_dict()
     assert start.to_dict() == before
+
+
+def test_evolve_is_replace_without_its_cost():
+    p = Profile("u:1", events=3, channels={"web": 2}, recent=[1, 2], segment=4)
+    q = evolve(p, segment=5, segment_version=2)
+    assert q == dataclasses.replace(p, segment=5, segment_version=2)
+    assert q is not p and (p.segment, p.segment_version) == (4, 0)  # the original stays
+    assert q.channels is p.channels  # shallow, as replace: containers are shared
+    with pytest.raises(AttributeError):
+        evolve(p, segmnet=5)  # a misspelt field is refused, not added
