@@ -123,24 +123,25 @@ class SegmentWriter:
         k = self.keys
         if records:  # one script call for the batch (Redis Cluster is not supported)
             keys: list[str] = []
-            args: list[str | int] = [k.members_prefix, k.health_prefix]
+            args: list[str | bytes] = [k.members_prefix, k.health_prefix]
             for r in records:
                 keys += [k.user(r.profile), k.features(r.profile)]
                 feats = ""
                 if self.store_features and r.features:
                     feats = orjson.dumps(r.features).decode()
-                args += [
-                    r.seq,
-                    r.version,
-                    r.segment,
-                    r.updated_ms,
+                user = [
+                    str(r.seq),
+                    str(r.version),
+                    str(r.segment),
+                    str(r.updated_ms),
                     format_scores(r.scores),
                     r.profile,
                     feats,
-                    cents(r.revenue),
-                    int(r.converted),
-                    cents(r.ad_cost),
+                    str(cents(r.revenue)),
+                    str(int(r.converted)),
+                    str(cents(r.ad_cost)),
                 ]
+                args.append(orjson.dumps(user))  # one argument a user (see the script)
             await self._write(keys=keys, args=args, client=pipe)
         for profile, merged_into in deletes:
             await self._delete(

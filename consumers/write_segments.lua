@@ -1,8 +1,9 @@
 -- Write a batch of users' segments, each unless Redis already holds a newer one.
 -- KEYS: per user i (from 1), KEYS[2i-1] user record (hash), KEYS[2i] features (string)
--- ARGV[1] members key prefix, ARGV[2] health key prefix, then 10 values per user from
---   ARGV[3 + 10(i-1)]: seq, model version, segment, updated_at ms, scores, profile key,
---   features json ('' = leave as is), revenue cents, converted (0/1), ad cost cents
+-- ARGV[1] members key prefix, ARGV[2] health key prefix, then per user ARGV[2 + i]: a
+--   JSON array of 10 strings: seq, model version, segment, updated_at ms, scores,
+--   profile key, features json ('' = leave as is), revenue cents, converted (0/1), ad
+--   cost cents (one argument a user: the client encodes 3 values a user, not 12)
 -- Order is (seq, version): seq is the profile's logical clock (it only grows), the model
 -- version breaks ties when only the model changed. Returns per user 1 written, 0 stale.
 -- The user's revenue, conversion and ad cost are kept in the hash (r, k, a) so the
@@ -19,17 +20,17 @@ local function add(segment, r, k, a)
   end
 end
 
-local function write(user, features, b)
-  local seq, version, segment, profile = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
+local function write(user, features, u)
+  local seq, version, segment, profile = u[1], u[2], u[3], u[6]
   local cur = redis.call('HMGET', user, 'q', 'v', 's', 'r', 'k', 'a')
   local q, v = tonumber(seq), tonumber(version)
   if cur[1] then
     local cq, cv = tonumber(cur[1]), tonumber(cur[2])
     if cq > q or (cq == q and cv > v) then return 0 end
   end
-  redis.call('HSET', user, 'q', seq, 'v', version, 's', segment, 't', ARGV[b + 3],
-    'c', ARGV[b + 4], 'r', ARGV[b + 7], 'k', ARGV[b + 8], 'a', ARGV[b + 9])
-  local r, k, a = tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9])
+  redis.call('HSET', user, 'q', seq, 'v', version, 's', segment, 't', u[4],
+    'c', u[5], 'r', u[8], 'k', u[9], 'a', u[10])
+  local r, k, a = tonumber(u[8]), tonumber(u[9]), tonumber(u[10])
   local old_r, old_k, old_a = tonumber(cur[4]) or 0, tonumber(cur[5]) or 0, tonumber(cur[6]) or 0
   if cur[3] == segment then
     add(segment, r - old_r, k - old_k, a - old_a)
@@ -45,12 +46,12 @@ local function write(user, features, b)
     redis.call('SADD', members .. segment, profile)
     add(segment, r, k, a)
   end
-  if ARGV[b + 6] ~= '' then redis.call('SET', features, ARGV[b + 6]) end
+  if u[7] ~= '' then redis.call('SET', features, u[7]) end
   return 1
 end
 
 local out = {}
 for i = 1, #KEYS / 2 do
-  out[i] = write(KEYS[2 * i - 1], KEYS[2 * i], 3 + 10 * (i - 1))
+  out[i] = write(KEYS[2 * i - 1], KEYS[2 * i], cjson.decode(ARGV[2 + i]))
 end
 return out

@@ -326,13 +326,19 @@ _BY_SOURCE: dict[str, Callable[[Profile, Event], None]] = {"web": _web, "ad": _a
 
 def event_aliases(event: Event) -> list[str]:
     """The identifiers of an event as typed aliases, strongest first."""
+    return aliases_of(event.user_id, event.email_hash, event.anonymous_id)
+
+
+def aliases_of(user_id: str | None, email_hash: str | None, anonymous_id: str | None) -> list[str]:
+    """Typed aliases of these identifiers, strongest first (an event's: ``event_aliases``;
+    an event still as a dict need not become an ``Event`` for them)."""
     out = []
-    if event.user_id:
-        out.append("u:" + event.user_id)
-    if event.email_hash:
-        out.append("e:" + event.email_hash)
-    if event.anonymous_id:
-        out.append("a:" + event.anonymous_id)
+    if user_id:
+        out.append("u:" + user_id)
+    if email_hash:
+        out.append("e:" + email_hash)
+    if anonymous_id:
+        out.append("a:" + anonymous_id)
     return out
 
 

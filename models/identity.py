@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from segstream.models.features import event_aliases
+from segstream.models.features import aliases_of, event_aliases
 from segstream.schemas.events import Event
 
 RANK = {"u": 3, "e": 2, "a": 1}
@@ -71,7 +71,8 @@ def resolve(entry: str | None, alias: str, event: dict[str, Any]) -> list[Out]:
     """An event arriving at the partition of its strongest alias ``alias``."""
     profile = entry or alias
     outs = [Out("events", alias, {"k": "event", "e": event})]  # forwarded once merged
-    for weaker in event_aliases(Event.from_dict(event)):
+    ids = aliases_of(event.get("user_id"), event.get("email_hash"), event.get("anonymous_id"))
+    for weaker in ids:
         if weaker != alias and rank(weaker) < rank(alias):
             outs.append(Out("identity", weaker, {"k": "link", "to": profile}))
     return outs

@@ -15,7 +15,7 @@ from segstream.schemas.settings import Settings, kafka_client_config
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     """What every segstream producer shares: idempotent, every replica acknowledges, lz4,
-    and the Java client's murmur2 partitioner (aiokafka's), so keyed records land on the
+    and the Java client's murmur2 partitioner, so keyed records land on the
     partitions the workers' tables expect (``Runtime.partition_of``)."""
     conf = kafka_client_config(settings)
     conf.update(

@@ -8,8 +8,8 @@ also wait for every other stage's records in the queue (an identity batch of ten
 records waited up to 160 ms behind a profile batch's thousands). confluent-kafka's
 ``AIOProducer`` would cost a future per record. Records keyed for ``identity``,
 ``events`` and the tables' changelogs must land on the partition
-``Runtime.partition_of`` computes, so the partitioner is the Java client's murmur2, as
-aiokafka's.
+``Runtime.partition_of`` computes, so the partitioner is the Java client's murmur2
+(``schemas.envelope.partition_for``).
 """
 
 from __future__ import annotations
