@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ log = logging.getLogger("segstream.worker")
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
 RETRY_MAX_S = 5.0
 WAIT_WARN_S = 10.0  # a batch not acknowledged by then is logged (and waited for)
+REPORTS_LOST_S = 120.0  # 4x message.timeout.ms: reports still missing then never come
 REPORT_WAIT_S = 0.1
 QUEUE_FULL_WAIT_S = 0.005
 
@@ -80,10 +82,19 @@ class Sender:
         self.reporter.start()
 
     def _report(self) -> None:
-        """Serve delivery reports (they call ``Pending.reported``) for the process's life."""
+        """Serve delivery reports (they call ``Pending.reported``) for the process's life.
+
+        Nothing may end this thread: every batch waits on its reports. A chaos run (broker
+        restart) saw ``poll`` raise ``SystemError: _PyErr_SetObject: exception <class
+        'str'> is not a BaseException subclass`` from inside confluent-kafka 2.16; the
+        thread died and the worker waited for the broker forever."""
         while True:
             for prod in list(self.polled):
-                prod.poll(REPORT_WAIT_S / len(self.polled))
+                try:
+                    prod.poll(REPORT_WAIT_S / len(self.polled))
+                except Exception:
+                    log.exception("serving delivery reports failed; serving them on")
+                    time.sleep(REPORT_WAIT_S)
                 if prod is not self.producer and len(prod) == 0:
                     self.polled.remove(prod)
 
@@ -133,11 +144,22 @@ class Sender:
                     failed.append((topic, key, value, partition))
                     break
         batch.close()
+        waited = 0.0
         while True:  # still waiting: the broker is away (``message.timeout.ms`` ends it)
             try:
                 await asyncio.wait_for(asyncio.shield(batch.done), WAIT_WARN_S)
                 break
             except TimeoutError:
+                waited += WAIT_WARN_S
+                if waited >= REPORTS_LOST_S:  # past every timeout: a report went missing
+                    log.error(
+                        "%d delivery reports missing after %.0f s; sending the batch again",
+                        batch.left,
+                        waited,
+                    )
+                    return list(
+                        records
+                    )  # duplicates are harmless, a batch waited on forever is not
                 log.warning("the broker has not taken this batch yet; still waiting")
         if fatal and self.producer is prod:  # an idempotent producer's fatal error is final
             log.error("producer failed (%s); starting a new one", fatal[0])
