@@ -31,7 +31,8 @@ log = logging.getLogger("segstream.worker")
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
 RETRY_MAX_S = 5.0
 WAIT_WARN_S = 10.0  # a batch not acknowledged by then is logged (and waited for)
-REPORTS_LOST_S = 120.0  # 4x message.timeout.ms: reports still missing then never come
+MESSAGE_TIMEOUT_MS = 30_000  # a delivery not done by then fails, and ``send`` retries it
+REPORTS_LOST_S = 4 * MESSAGE_TIMEOUT_MS / 1000  # reports still missing then never come
 REPORT_WAIT_S = 0.1
 QUEUE_FULL_WAIT_S = 0.005
 
@@ -75,7 +76,11 @@ class Sender:
     def __init__(self, settings: Settings) -> None:
         # a delivery not done by then fails, and ``send`` retries it; the batches are
         # formed already, so librdkafka need not linger for more
-        self.config = {**producer_config(settings), "message.timeout.ms": 30_000, "linger.ms": 1}
+        self.config = {
+            **producer_config(settings),
+            "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+            "linger.ms": 1,
+        }
         self.producer = Producer(self.config)
         self.polled = [self.producer]  # a replaced producer is served until it is empty
         self.reporter = threading.Thread(target=self._report, name="sender", daemon=True)
@@ -157,9 +162,8 @@ class Sender:
                         batch.left,
                         waited,
                     )
-                    return list(
-                        records
-                    )  # duplicates are harmless, a batch waited on forever is not
+                    # duplicates are harmless; a batch waited on forever is not
+                    return list(records)
                 log.warning("the broker has not taken this batch yet; still waiting")
         if fatal and self.producer is prod:  # an idempotent producer's fatal error is final
             log.error("producer failed (%s); starting a new one", fatal[0])
