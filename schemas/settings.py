@@ -249,8 +249,9 @@ class Settings(BaseSettings):
 
     @property
     def trainer_group(self) -> str:
-        """Where the trainer records how far it has read ``training`` (it reads outside
-        any group; the offsets are for the lag figures, not to resume)."""
+        """The group of the workers' trainer processes: the one holding partition 0 of
+        ``training`` trains, and records there how far it has read (for the lag figures;
+        it reads the topic whole, outside the group)."""
         return f"{self.namespace}-trainer"
 
     def redis_key(self, *parts: str) -> str:

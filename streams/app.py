@@ -17,61 +17,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from segstream.consumers.redis_view import SegmentWriter
 from segstream.models.features import FeatureSpace, Profile, feature_space
 from segstream.models.identity import Out, SentLinks
 from segstream.models.segments import Snapshot
-from segstream.schemas.envelope import Item, Packer, Source, partition_for, unpack
-from segstream.schemas.records import DeadLetter
+from segstream.schemas.envelope import Item, Source, partition_for, unpack
 from segstream.schemas.settings import Settings
-from segstream.streams import metrics
+from segstream.streams.children import Child
 from segstream.streams.edge_process import EdgeProcess
-from segstream.streams.engine import READ_ERRORS, Engine, Record, Table
-from segstream.streams.retry import until_available
-from segstream.streams.sender import Sender
+from segstream.streams.engine import Engine, Record, Table
+from segstream.streams.outputs import ENVELOPED, Letter, Outputs
+from segstream.streams.trainer_process import TrainerProcess
 
 log = logging.getLogger("segstream.worker")
 SINGLE_PARTITION = ("training", "model", "erasures", "audit", "api-keys")
-ENVELOPED = frozenset({"identity", "events"})  # internal topics that carry envelopes
-Letter = tuple[str, bytes | None, bytes]
 
 
-class Runtime:
+class Runtime(Outputs):
     """A Faust app with segstream's topics, and the sends and writes every stage uses."""
 
     def __init__(self, settings: Settings, app_id: str) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.engine = Engine(settings, app_id, SINGLE_PARTITION)
-        self.names = self.engine.names
-        self.sender = Sender(settings)
         self.lock = asyncio.Lock()  # one batch (or timer chunk) touches the tables at a time
 
-    # ------------------------------------------------------------ sending
-    async def send(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
-        """Send ``(topic, key, value)`` records (value None: a tombstone) and wait until the
-        broker has them all; failed sends are retried. Records for the internal topics
-        (``out_record``) travel in envelopes, one per destination partition."""
-        names = self.names
-        packer = Packer(self.settings.partitions, self.settings.envelope_max_bytes)
-        plain: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        for topic, key, value in records:
-            if topic in ENVELOPED and key is not None and value is not None:
-                packer.add_encoded(topic, key.decode(), value)
-            else:
-                plain.append((names[topic], key, value, None))
-        plain += [(names[t], None, v, part) for t, part, v in packer.envelopes()]
-        await self.sender.send(plain)
-
+    # ------------------------------------------------------------ records
     @staticmethod
     def out_record(out: Out, src: Source | None = None) -> tuple[str, bytes, bytes]:
         """``out`` as a record for ``send``: an envelope item (with ``src``, where it came
@@ -107,22 +82,6 @@ class Runtime:
     def dead_letter(self, m: Record, reason: str, detail: str, stage: str) -> Letter:
         return self.letter(m.where, m.key, m.value, reason, detail, stage)
 
-    def letter(
-        self,
-        where: tuple[str, int, int],
-        key: bytes | None,
-        value: bytes | None,
-        reason: str,
-        detail: str,
-        stage: str,
-    ) -> Letter:
-        """A ``dlq`` record for what was refused at ``where`` (topic, partition, offset)."""
-        metrics.DLQ.labels(reason, stage).inc()
-        key, letter = DeadLetter.of(
-            reason, detail, where, key, value, stage, int(time.time() * 1000)
-        )
-        return "dlq", key, letter.to_json()
-
     # ------------------------------------------------------------- tables
     def owned_partitions(self) -> set[int]:
         """Partitions of ``events`` assigned to this worker now."""
@@ -136,16 +95,6 @@ class Runtime:
         """Write each key once, to the changelog partition its records come from, and
         wait: the changelog is our durability."""
         await self.sender.send(table.put(items))
-
-    # -------------------------------------------------------------- redis
-    async def kafka_retry(self, op: Any, *args: Any) -> Any:
-        """Run a read of our own topics (outside the group) until the broker answers."""
-        return await until_available("kafka", READ_ERRORS, lambda: op(*args))
-
-    async def redis_retry(self, op: Any, *args: Any) -> Any:
-        """Run a Redis operation until it succeeds; offsets wait meanwhile."""
-        errors = (RedisConnectionError, RedisTimeoutError, OSError)
-        return await until_available("redis", errors, lambda: op(*args), metrics.REDIS_ERRORS.inc)
 
 
 class Decoded:
@@ -202,6 +151,8 @@ class Pipeline(Runtime):
         self.erasures_loaded = asyncio.Event()  # set once the whole topic has been read
         self.links = SentLinks(s.link_cache_size)  # links the broker holds: not sent twice
         self.edge = EdgeProcess(s)  # the stateless edge, its own process (``run`` starts it)
+        self.trainer = TrainerProcess(s)  # the trainer, its own process too
+        self.children: tuple[Child, ...] = (self.edge, self.trainer)
         self.decoded = Decoded(s.profile_cache_size)
 
     async def write_table(self, table: Table, items: dict[bytes, bytes | None]) -> None:

@@ -34,6 +34,7 @@ from segstream.schemas.envelope import Packer, Source
 from segstream.schemas.parse import EventParser, Rejection, parser_for
 from segstream.schemas.records import DeadLetter
 from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
+from segstream.streams.children import child_setup
 from segstream.streams.engine import heap
 from segstream.streams.produce import producer_config
 
@@ -235,18 +236,8 @@ def consumer_for(settings: Settings, stats: Stats) -> Consumer:
 
 def main(settings: Settings, conn: Any, parent: int, loglevel: str) -> None:
     """The edge process (``multiprocessing`` spawn target): ``run`` with reports on
-    ``conn``. A report nobody reads (the worker is gone, or replaced itself) stops it."""
-    logging.basicConfig(
-        level=loglevel.upper(), format="[%(asctime)s] [edge %(process)d] %(levelname)s %(message)s"
-    )
-    stopping = Flag()
-
-    def report(stats: Stats) -> None:
-        try:
-            conn.send(stats)
-        except OSError:  # broken pipe: no supervisor any more
-            stopping.set()
-
+    ``conn``."""
+    stopping, report = child_setup("edge", conn, loglevel)
     try:
         code = run(settings, report, parent, stopping)
     finally:

@@ -1,88 +1,30 @@
-"""The worker's side of the edge: starts the edge process, restarts it when it dies,
-stops it with the worker, and turns its reports into the worker's metrics."""
+"""The worker's side of the edge: the edge process (``streams.edge``) as one of the
+worker's children, its reports turned into the worker's metrics."""
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import os
-import time
-from threading import Thread
+from collections.abc import Callable
 from typing import Any
 
 from segstream.schemas.settings import Settings
 from segstream.streams import metrics
+from segstream.streams.children import Child
 from segstream.streams.edge import Stats, main
 
-log = logging.getLogger("segstream.worker")
-MAX_RESTARTS = 5  # within RESTART_WINDOW_S: then the worker gives up (an operator looks)
-RESTART_WINDOW_S = 600.0
-STOP_WAIT_S = 30.0
 
+class EdgeProcess(Child):
+    name = "edge"
 
-class EdgeGaveUp(RuntimeError):
-    pass
-
-
-class EdgeProcess:
     def __init__(self, settings: Settings, loglevel: str = "info") -> None:
-        self.settings = settings
-        self.loglevel = loglevel
-        self.proc: Any = None
-        self.stopping = False
-        self.restarts: list[float] = []
+        super().__init__(settings, loglevel)
         self.assigned: list[tuple[str, int]] = []  # source partitions the edge reads now
 
-    def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        receive, send = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(
-            target=main,
-            args=(self.settings, send, os.getpid(), self.loglevel),
-            name="segstream-edge",
-            daemon=True,
-        )
-        self.proc.start()
-        send.close()  # the child's end: EOF here once the child is gone
-        Thread(target=self._read, args=(receive,), name="edge-reports", daemon=True).start()
-        log.info("edge started (pid %d)", self.proc.pid)
+    def target(self) -> Callable[[Settings, Any, int, str], None]:
+        return main
 
-    def _read(self, conn: Any) -> None:
-        while True:
-            try:
-                stats = conn.recv()
-            except (EOFError, OSError):
-                return
-            apply_stats(stats)
-            self.assigned = stats.assigned
-
-    def check(self) -> None:
-        """Start the edge again if it died; raise ``EdgeGaveUp`` after too many deaths."""
-        if self.stopping or self.proc is None or self.proc.is_alive():
-            return
-        code = self.proc.exitcode
-        now = time.monotonic()
-        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S] + [now]
-        if len(self.restarts) > MAX_RESTARTS:
-            raise EdgeGaveUp(
-                f"the edge process died {len(self.restarts)} times in {RESTART_WINDOW_S:.0f} s "
-                f"(last exit code {code}); see the log above"
-            )
-        log.error("the edge process exited with code %s; starting it again", code)
-        self.start()
-
-    def stop(self) -> None:
-        """SIGTERM: the edge finishes its batch, commits and leaves its group."""
-        self.stopping = True
-        if self.proc is None:
-            return
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(STOP_WAIT_S)
-        if self.proc.is_alive():
-            log.warning("the edge did not stop within %.0f s: killing it", STOP_WAIT_S)
-            self.proc.kill()
-            self.proc.join()
+    def on_report(self, report: Any) -> None:
+        apply_stats(report)
+        self.assigned = report.assigned
 
 
 def apply_stats(stats: Stats) -> None:

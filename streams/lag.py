@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from segstream.schemas.settings import SOURCES, Settings, kafka_client_config
 from segstream.streams import metrics
@@ -33,7 +33,8 @@ class Position:
 
 class Offsets:
     """The workers' positions: the source topics in the edge's group, ``training`` as far
-    as the trainer has read it, the rest in the worker group."""
+    as the trainer has read it (committed by its lease, ``streams.trainer_process``),
+    the rest in the worker group."""
 
     def __init__(self, settings: Settings) -> None:
         def consumer(group: str) -> Consumer:
@@ -64,18 +65,6 @@ class Offsets:
 
     async def read_async(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], Position]:
         return await asyncio.to_thread(self.read, tps)
-
-    def commit_training(self, position: int) -> bool:
-        """Record that the trainer has read ``training`` up to ``position``; False when
-        the broker did not take it (the next one will: these offsets only feed the lag
-        figures, nothing resumes from them)."""
-        tp = TopicPartition(self.training, 0, position)
-        try:
-            self.trainer.commit(offsets=[tp], asynchronous=False)
-        except KafkaException as exc:
-            log.warning("could not record the trainer's position: %s", exc)
-            return False
-        return True
 
     def close(self) -> None:
         self.consumer.close()

@@ -1,5 +1,6 @@
-"""The trainer side of the worker: owns the single ``training`` partition, keeps the
-population, publishes models, and reports on the model (drift, quality, segment health)."""
+"""The trainer: keeps the population, publishes models, and reports on the model (drift,
+quality, segment health). It runs in a process of its own beside each worker
+(``streams.trainer_process``), and trains while that process holds the training lease."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
+from segstream.consumers.redis_view import SegmentWriter
 from segstream.models import checkpoint
 from segstream.models.drift import DriftMonitor
-from segstream.models.features import lifetime_free
+from segstream.models.features import FeatureSpace, feature_space, lifetime_free
 from segstream.models.health import Health
 from segstream.models.naming import profiles as segment_profiles
 from segstream.models.segments import SegmentLearner, Snapshot
@@ -22,25 +26,46 @@ from segstream.models.trainer import Report, Trainer
 from segstream.schemas.records import SegmentEvent
 from segstream.schemas.settings import Settings
 from segstream.streams import metrics
-from segstream.streams.app import Pipeline
-from segstream.streams.engine import follow_batches, read_all
+from segstream.streams.engine.readers import follow_batches, read_all
 from segstream.streams.lag import Offsets
+from segstream.streams.outputs import Outputs
 
 log = logging.getLogger("segstream.worker")
-LEARN_SLICE = 20  # draws: about 1 ms of the event loop
-LEARN_PAUSE_S = 0.002  # between slices: the loop is free for the agents 2/3 of the time
+LEARN_SLICE = 100  # draws: about 5 ms of the trainer's loop, then its other tasks run
 INPUTS = ("web", "ad", "crm", "identity", "events")  # what the population is built from
-OWNER_CHECK_S = 1.0  # how often a worker that does not train looks whether it should
+OWNER_CHECK_S = 1.0  # how often a trainer that does not train looks whether it should
+
+
+class TrainerRuntime(Outputs):
+    """What the trainer sends and writes with: the sender, Redis, the feature space."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        s = settings
+        self.space: FeatureSpace = feature_space(
+            s.features, s.paid_channels, s.social_channels, s.email_channels
+        )
+        self.redis = aioredis.from_url(s.redis_url.get_secret_value())
+        self.writer = SegmentWriter(self.redis, s)
 
 
 class TrainerStage:
-    """Trains while this worker holds partition 0 of ``events`` (one worker of the group
-    does): resumes the model from its last checkpoint, reads the compacted ``training``
-    topic whole with a plain consumer (no engine record per sample), then follows it,
-    learns, and publishes model versions."""
+    """Trains while ``owns()`` (the trainer process holds the training lease; one of the
+    workers' trainers does): resumes the model from its last checkpoint, reads the
+    compacted ``training`` topic whole with a plain consumer, then follows it, learns,
+    and publishes model versions. ``mark(position)`` records how far it has read (for
+    the lag figures; nothing resumes from it)."""
 
-    def __init__(self, p: Pipeline, offsets: Offsets) -> None:
+    def __init__(
+        self,
+        p: TrainerRuntime,
+        offsets: Offsets,
+        owns: Callable[[], bool],
+        mark: Callable[[int], None],
+    ) -> None:
         self.p = p
+        self.owns = owns
+        self.mark = mark
         self.trainer: Trainer | None = None
         self.ready = False  # the population is read whole: cycles may publish
         self.lock = asyncio.Lock()
@@ -50,9 +75,7 @@ class TrainerStage:
         self.training_lag = 0  # samples not yet observed (the follower's own position)
 
     def owns_training(self) -> bool:
-        """True while this worker holds partition 0 of ``events`` (the group gives every
-        partition to exactly one member, so exactly one worker trains)."""
-        return 0 in self.p.owned_partitions()
+        return self.owns()
 
     def _new_learner(self) -> SegmentLearner:
         s = self.p.settings
@@ -83,7 +106,6 @@ class TrainerStage:
         trainer = self.new_trainer(await self.last_learner())
         async with self.lock:
             self.trainer, self.ready = trainer, False
-        committed, committed_at = -1, 0.0
         async for batch in follow_batches(s, s.topic("training")):
             if not self.owns_training():
                 return  # ``run`` releases the trainer
@@ -100,11 +122,7 @@ class TrainerStage:
                             where, key, value, "processing_error", reason, "trainer"
                         )
                         await self.p.send([letter])
-                if batch.position != committed and time.monotonic() - committed_at >= 1.0:
-                    # for the lag figures only: a new owner reads the topic whole again
-                    if await asyncio.to_thread(self.offsets.commit_training, batch.position):
-                        committed = batch.position
-                    committed_at = time.monotonic()
+                self.mark(batch.position)  # for the lag figures: the lease commits it
                 if not batch.caught_up:
                     continue
                 if not self.ready:
@@ -241,13 +259,11 @@ class TrainerStage:
 
 
 async def learn_in_slices(trainer: Trainer, draws: int) -> None:
-    """A learning step in slices of ``LEARN_SLICE`` draws, with the event loop free for
-    the agents for ``LEARN_PAUSE_S`` between them. In a thread it would hold the GIL in
-    5 ms turns, and a batch waiting on Redis or Kafka waited a turn after each reply; in
-    slices with no pause, the batch waited a slice at every turn of the loop."""
+    """A learning step in slices of ``LEARN_SLICE`` draws, the trainer's loop serving its
+    other tasks (following ``training``, the reports to the worker) between them."""
     for start in range(0, draws, LEARN_SLICE):
         trainer.learn(min(LEARN_SLICE, draws - start))
-        await asyncio.sleep(LEARN_PAUSE_S)
+        await asyncio.sleep(0)
 
 
 def segment_events(

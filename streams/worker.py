@@ -1,5 +1,5 @@
 """``segstream worker``: wires the stages to the engine's agents, timers and hooks, and
-runs it with the edge process beside it."""
+runs it with the edge and trainer processes beside it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from functools import partial
 
 from segstream.schemas.errors import EXIT_CRASHED
 from segstream.schemas.settings import Settings
-from segstream.streams import metrics, stages, training
+from segstream.streams import metrics, stages
 from segstream.streams.app import Pipeline
-from segstream.streams.edge_process import EdgeGaveUp
+from segstream.streams.children import GaveUp
 from segstream.streams.engine import TP, Record, use_event_loop
 from segstream.streams.lag import Offsets, export_lag
 from segstream.streams.topics import ensure_topics
@@ -21,17 +21,18 @@ from segstream.streams.topics import ensure_topics
 log = logging.getLogger("segstream.worker")
 Work = Callable[[list[Record]], Awaitable[None]]
 LAG_EVERY_S = 5.0
-EDGE_CHECK_S = 1.0
+CHILD_CHECK_S = 1.0
 
 
 def build(settings: Settings, loglevel: str = "info") -> Pipeline:
-    """The app with every agent, timer and task registered (not started); the edge
-    process (``p.edge``) starts with the worker."""
+    """The app with every agent, timer and task registered (not started); the edge and
+    trainer processes (``p.children``) start with the worker."""
     p = Pipeline(settings)
-    p.edge.loglevel = loglevel
     engine = p.engine
-    engine.on_started(p.edge.start)  # once stop signals are handled: ``Engine.on_started``
-    engine.before_leaving.append(p.edge.stop)  # the restarted worker starts its own
+    for child in p.children:
+        child.loglevel = loglevel
+        engine.on_started(child.start)  # once stop signals are handled: ``Engine.on_started``
+        engine.before_leaving.append(child.stop)  # the restarted worker starts its own
 
     def forget(_: set[TP]) -> None:
         p.tables_ready = False  # a rebalance begins: the tables will be restored
@@ -66,23 +67,13 @@ def build(settings: Settings, loglevel: str = "info") -> Pipeline:
     engine.agent("erasures", "erasures", stage(partial(stages.dispatch_erasures, p)))
 
     offsets = Offsets(settings)
-    trainer = training.TrainerStage(p, offsets)
-
-    @engine.task
-    async def train() -> None:
-        """The worker holding ``events`` partition 0 trains (``TrainerStage``)."""
-        await trainer.run()
-
-    @engine.timer(settings.publish_every_s)
-    async def publish() -> None:
-        await trainer.tick()
 
     @engine.timer(LAG_EVERY_S)
     async def lag() -> None:
         """The group's lag on the partitions assigned here, the edge's included (gone ones
         are dropped); a partition left unread while the others move restarts the worker."""
         tps = engine.assignment() + p.edge.assigned
-        if trainer.owns_training():
+        if p.trainer.owner:
             tps.append((p.names["training"], 0))
         try:
             positions = await offsets.read_async(tps)
@@ -96,16 +87,19 @@ def build(settings: Settings, loglevel: str = "info") -> Pipeline:
             async with p.lock:  # not in the middle of a profile batch
                 engine.restart("lag", why)
 
-    @engine.timer(EDGE_CHECK_S)
-    async def supervise_edge() -> None:
-        """The edge process runs while the worker does: started again when it died."""
+    @engine.timer(CHILD_CHECK_S)
+    async def supervise_children() -> None:
+        """The edge and trainer processes run while the worker does: started again when
+        one died."""
         if engine.should_stop:
             return
         try:
-            p.edge.check()
-        except EdgeGaveUp as exc:
+            for child in p.children:
+                child.check()
+        except GaveUp as exc:
             log.critical("%s: exiting", exc)
-            p.edge.stop()
+            for child in p.children:
+                child.stop()
             logging.shutdown()
             os._exit(EXIT_CRASHED)
 
@@ -138,4 +132,5 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     try:
         p.engine.run(loglevel)
     finally:
-        p.edge.stop()  # it finishes its batch, commits and leaves its group
+        for child in p.children:
+            child.stop()  # each finishes what it is doing, commits and leaves its group
