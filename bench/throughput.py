@@ -291,15 +291,27 @@ def worker_e2e(
 
 
 def group_stable(settings: Settings, procs: list[subprocess.Popen[bytes]]) -> None:
-    """Until the group is stable with one member per worker, each owning partitions."""
+    """Until every process of every worker is up: the worker and edge groups stable
+    with one member per worker, each owning partitions, and the trainer group with one
+    member per worker, one of them holding the training lease. (A child process still
+    starting would spend its imports on the clock.)"""
     admin = AdminClient(kafka_client_config(settings))
     deadline = time.monotonic() + 300
+    groups: dict[str, Callable[[list[int]], bool]] = {
+        settings.consumer_group: all,
+        settings.edge_group: all,
+        settings.trainer_group: lambda owned: sum(owned) == 1,
+    }
     while True:
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
-        found = admin.describe_consumer_groups([settings.consumer_group])
-        group = found[settings.consumer_group].result()
-        owned = [len(m.assignment.topic_partitions) for m in group.members]
-        if group.state == ConsumerGroupState.STABLE and len(owned) == len(procs) and all(owned):
+        found = admin.describe_consumer_groups(list(groups))
+        ready = 0
+        for name, enough in groups.items():
+            group = found[name].result()
+            owned = [len(m.assignment.topic_partitions) for m in group.members]
+            if group.state == ConsumerGroupState.STABLE and len(owned) == len(procs):
+                ready += bool(enough(owned))
+        if ready == len(groups):
             return
         time.sleep(0.5)
 
