@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Event as Flag
@@ -40,6 +41,7 @@ from segstream.streams.lag import Offsets
 
 log = logging.getLogger("segstream.trainer")
 REPORT_EVERY_S = 1.0
+STOP_CHECK_S = 0.1
 LEASE_POLL_S = 0.5
 MARK_EVERY_S = 1.0  # how often the read position is committed (lag figures only)
 GAUGES: tuple[Gauge, ...] = (
@@ -234,13 +236,16 @@ async def serve(
             await stage.tick()
 
     tasks = [asyncio.ensure_future(stage.run()), asyncio.ensure_future(tick())]
+    reported = 0.0
     try:
         while not stopping.is_set() and os.getppid() == parent:
             done = [t for t in tasks if t.done()]
             for t in done:
                 t.result()  # an exception ends the process (the worker starts another)
-            report(reporter.take(lease.held.is_set()))
-            await asyncio.sleep(REPORT_EVERY_S)
+            if time.monotonic() - reported >= REPORT_EVERY_S:
+                report(reporter.take(lease.held.is_set()))
+                reported = time.monotonic()
+            await asyncio.sleep(STOP_CHECK_S)  # a stopping worker waits for this process
     finally:
         for t in tasks:
             t.cancel()

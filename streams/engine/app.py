@@ -30,7 +30,12 @@ from segstream.streams.engine.continuity import (
     describe,
 )
 from segstream.streams.engine.records import TP, Record
-from segstream.streams.engine.restart import accept_stop_signals, leave_group, restart
+from segstream.streams.engine.restart import (
+    accept_stop_signals,
+    leave_group,
+    restart,
+    watch_stop_signals,
+)
 from segstream.streams.engine.stalls import StallWatch
 from segstream.streams.engine.tables import Table
 from segstream.streams.lag import Position
@@ -288,6 +293,7 @@ class Engine:
         async def started() -> None:
             """The worker is up and handles stop signals: take any a restart held back,
             then run the ``on_started`` hooks."""
+            watch_stop_signals()
             accept_stop_signals()
             for fn in self._started:
                 fn()

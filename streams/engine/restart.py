@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ MAX_RESTARTS = 10  # each within RESTART_WINDOW_S of the last: then exit, for an
 RESTART_WINDOW_S = 600.0
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+STOP_ASKED = threading.Event()  # a stop signal reached this process (``watch_stop_signals``)
 
 
 def leave_group(consumer: Any, loop: asyncio.AbstractEventLoop, timeout_s: float = 5.0) -> None:
@@ -43,6 +45,24 @@ def accept_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+def watch_stop_signals() -> None:
+    """Note every stop signal this process takes, before its handler (Faust's) gets it.
+
+    Faust acts on a stop signal on its event loop, later; ``restart`` runs on that loop
+    without returning to it, so a signal taken while it runs would be acted on after the
+    exec, that is never (a chaos run's worker ran on after its SIGTERM). ``restart``
+    looks here instead. The handler stays Faust's (its loop is woken as before)."""
+    for sig in STOP_SIGNALS:
+        previous = signal.getsignal(sig)
+
+        def noted(signum: int, frame: Any, previous: Any = previous) -> None:
+            STOP_ASKED.set()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, noted)
+
+
 def restart(
     stage: str,
     why: str,
@@ -59,7 +79,11 @@ def restart(
     ``leave`` takes this member out of the consumer group first: without it the group
     waits for the old member's session to time out before it assigns the partitions
     to the new process (about 30 s, with nothing read meanwhile)."""
-    if stopping:
+    # from here a stop signal stays pending, and survives the exec (the mask does) until
+    # the new worker can stop gracefully: see ``accept_stop_signals``; one taken before
+    # is in ``STOP_ASKED``
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if stopping or STOP_ASKED.is_set():
         log.warning("%s: %s while stopping: exiting now", stage, why)
         logging.shutdown()
         os._exit(code)
@@ -79,7 +103,4 @@ def restart(
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[RESTARTS_ENV] = f"{count}:{now}"
-    # a stop signal arriving while the new process starts stays pending (the mask
-    # survives exec) until its worker can stop gracefully: see ``accept_stop_signals``
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 (our argv)
