@@ -103,4 +103,6 @@ def restart(
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[RESTARTS_ENV] = f"{count}:{now}"
+    if STOP_ASKED.is_set():  # taken meanwhile by another thread, which may not block it
+        os._exit(code)
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 (our argv)

@@ -92,3 +92,18 @@ def test_a_signal_during_the_leave_is_held_for_the_new_process(calls: dict[str, 
     assert signal.SIGTERM in signal.sigpending()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # discard it before the mask is restored
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
+
+
+def test_a_signal_another_thread_took_during_the_leave_makes_it_exit(
+    calls: dict[str, Any],
+) -> None:
+    """Threads started after the stop signals were accepted do not block them: one of
+    them may take a signal while the restart's own thread holds it back."""
+    restarting.watch_stop_signals()
+
+    def leave() -> None:
+        restarting.STOP_ASKED.set()  # what the handler does, whichever thread took it
+
+    with pytest.raises(Exited):
+        restarting.restart("profiles", "records never delivered", code=0, leave=leave)
+    assert calls["exit"] == 0 and "blocked_at_exec" not in calls
