@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from threading import Event as Flag
 from threading import Thread
@@ -25,7 +26,7 @@ class GaveUp(RuntimeError):
     pass
 
 
-class Child:
+class Child(ABC):
     """One process of the worker's: ``target(settings, conn, parent_pid, loglevel)`` runs
     in it and sends reports on ``conn``; ``on_report`` takes each in the worker."""
 
@@ -38,13 +39,15 @@ class Child:
         self.stopping = False
         self.restarts: list[float] = []
 
+    @abstractmethod
     def target(self) -> Callable[[Settings, Any, int, str], None]:
-        raise NotImplementedError
+        """What runs in the process."""
 
+    @abstractmethod
     def on_report(self, report: Any) -> None:
-        raise NotImplementedError
+        """A report from the process, in the worker (a thread of its own)."""
 
-    def on_exit(self) -> None:
+    def on_exit(self) -> None:  # noqa: B027 - most children leave nothing stale
         """The process is gone (its reports stop): what it reported may be stale."""
 
     def start(self) -> None:

@@ -74,9 +74,6 @@ class TrainerStage:
         self.inputs = [(s.topic(t), n) for t in INPUTS for n in range(s.partitions)]
         self.training_lag = 0  # samples not yet observed (the follower's own position)
 
-    def owns_training(self) -> bool:
-        return self.owns()
-
     def _new_learner(self) -> SegmentLearner:
         s = self.p.settings
         return SegmentLearner(
@@ -86,7 +83,7 @@ class TrainerStage:
     async def run(self) -> None:
         """Forever: train while this worker owns the training, stand by otherwise."""
         while True:
-            if not self.owns_training():
+            if not self.owns():
                 await self.release()
                 await asyncio.sleep(OWNER_CHECK_S)
                 continue
@@ -107,7 +104,7 @@ class TrainerStage:
         async with self.lock:
             self.trainer, self.ready = trainer, False
         async for batch in follow_batches(s, s.topic("training")):
-            if not self.owns_training():
+            if not self.owns():
                 return  # ``run`` releases the trainer
             self.training_lag = batch.lag
             async with self.lock:
