@@ -20,6 +20,7 @@ log = logging.getLogger("segstream.worker")
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S: then the worker gives up (an operator looks)
 RESTART_WINDOW_S = 600.0
 STOP_WAIT_S = 30.0
+STOP_GRACE_S = 15.0  # a child told to stop, or whose worker is gone, is out by then
 
 
 class GaveUp(RuntimeError):
@@ -103,9 +104,13 @@ class Child(ABC):
         self.on_exit()
 
 
-def child_setup(name: str, conn: Any, loglevel: str) -> tuple[Flag, Callable[[Any], None]]:
-    """In the child: its log lines name it; ``report`` sends on ``conn``, and a report
-    nobody reads (the worker is gone, or replaced itself) sets the returned stop flag."""
+def child_setup(
+    name: str, conn: Any, loglevel: str, parent: int
+) -> tuple[Flag, Callable[[Any], None]]:
+    """In the child: its log lines name it; ``report`` sends on ``conn``; the returned
+    stop flag is set by a report nobody reads or once the worker (``parent``) is gone,
+    and the process ends ``STOP_GRACE_S`` after it is set, whatever it waits on
+    (``watch_parent``)."""
     logging.basicConfig(
         level=loglevel.upper(),
         format=f"[%(asctime)s] [{name} %(process)d] %(levelname)s %(message)s",
@@ -118,4 +123,19 @@ def child_setup(name: str, conn: Any, loglevel: str) -> tuple[Flag, Callable[[An
         except OSError:  # broken pipe: no supervisor any more
             stopping.set()
 
+    Thread(target=watch_parent, args=(parent, stopping), name="parent", daemon=True).start()
     return stopping, report
+
+
+def watch_parent(parent: int, stopping: Flag, grace: float = STOP_GRACE_S) -> None:
+    """A child's last resort: once it is told to stop or its worker is gone, it has
+    ``grace`` seconds to stop on its own, then the process exits. A client's close can
+    wait forever with the broker away: an orphaned trainer ran on for 50 minutes in
+    a chaos run, its aiokafka consumer's stop never returning."""
+    while not stopping.wait(0.5):
+        if os.getppid() != parent:
+            stopping.set()
+    time.sleep(grace)  # the process is normally gone before this
+    log.warning("still running %.0f s after it was to stop: exiting", grace)
+    logging.shutdown()
+    os._exit(0)

@@ -237,7 +237,7 @@ def consumer_for(settings: Settings, stats: Stats) -> Consumer:
 def main(settings: Settings, conn: Any, parent: int, loglevel: str) -> None:
     """The edge process (``multiprocessing`` spawn target): ``run`` with reports on
     ``conn``."""
-    stopping, report = child_setup("edge", conn, loglevel)
+    stopping, report = child_setup("edge", conn, loglevel, parent)
     try:
         code = run(settings, report, parent, stopping)
     finally:

@@ -208,7 +208,7 @@ class Lease:
 
 def main(settings: Settings, conn: Any, parent: int, loglevel: str) -> None:
     """The trainer process (``multiprocessing`` spawn target): reports on ``conn``."""
-    stopping, report = child_setup("trainer", conn, loglevel)
+    stopping, report = child_setup("trainer", conn, loglevel, parent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
