@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -212,15 +211,14 @@ def main(settings: Settings, conn: Any, parent: int, loglevel: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        asyncio.run(serve(settings, report, parent, stopping))
+        asyncio.run(serve(settings, report, stopping))
     finally:
         conn.close()
 
 
-async def serve(
-    settings: Settings, report: Callable[[Report], None], parent: int, stopping: Flag
-) -> None:
-    """Train while holding the lease, until ``stopping`` or the worker is gone."""
+async def serve(settings: Settings, report: Callable[[Report], None], stopping: Flag) -> None:
+    """Train while holding the lease, until ``stopping`` (set too once the worker is gone:
+    ``children.watch_parent``)."""
     lease = Lease(settings)
     keeper = threading.Thread(target=lease.keep, args=(stopping,), name="lease", daemon=True)
     keeper.start()
@@ -238,7 +236,7 @@ async def serve(
     tasks = [asyncio.ensure_future(stage.run()), asyncio.ensure_future(tick())]
     reported = 0.0
     try:
-        while not stopping.is_set() and os.getppid() == parent:
+        while not stopping.is_set():
             done = [t for t in tasks if t.done()]
             for t in done:
                 t.result()  # an exception ends the process (the worker starts another)
